@@ -15,16 +15,18 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ofa.errors import OfaError
+
 __all__ = ["StageSpec", "SearchSpace", "Arch", "ArchError", "SpaceError", "make_divisible", "PRESETS"]
 
 ACTIVATIONS = ("relu", "hswish")
 
 
-class SpaceError(ValueError):
+class SpaceError(OfaError, ValueError):
     """A search space definition (preset name, file, field) is invalid."""
 
 
-class ArchError(ValueError):
+class ArchError(OfaError, ValueError):
     """An architecture does not belong to the search space it is used with."""
 
 
@@ -310,7 +312,7 @@ class SearchSpace:
         stages = ", ".join(f"{s.width}{'/s2' if s.stride == 2 else ''}{'+se' if s.se else ''}" for s in self.stages)
         return (
             f"{self.name}: stem {self.stem_width}, stages [{stages}], head {self.final_width}/{self.head_width}, "
-            f"k{list(self.kernel_sizes)} e{[_fmt_num(e) for e in self.expand_ratios]} d{list(self.depths)}, "
+            f"k{list(self.kernel_sizes)} e[{', '.join(_fmt_num(e) for e in self.expand_ratios)}] d{list(self.depths)}, "
             f"res {self.resolutions[0]}..{self.resolutions[-1]}"
         )
 

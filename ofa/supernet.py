@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ofa.elastic import ElasticBlock
+from ofa.errors import OfaError
 from ofa.io import atomic_torch_save, atomic_write_json
 from ofa.layers import StaticNet, build_first_block, build_head, build_stem
 from ofa.space import Arch, SearchSpace
@@ -20,7 +21,7 @@ __all__ = ["Supernet", "CheckpointError", "CHECKPOINT_FORMAT"]
 CHECKPOINT_FORMAT = "ofa-supernet/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(OfaError, ValueError):
     """A checkpoint is missing, corrupt, or belongs to another search space."""
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of the `ofa` command line, one module each (see `ofa.cli`)."""
