@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from ofa.bn import recalibrate_bn
 from ofa.space import Arch
 from ofa.supernet import Supernet
 
-__all__ = ["EvalResult", "evaluate", "evaluate_arch"]
+__all__ = ["EvalResult", "evaluate", "evaluate_arch", "normalization"]
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,30 @@ def evaluate_arch(
     batch_size: int = 200,
     device: str | torch.device = "cpu",
     max_images: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> EvalResult:
     """Extract `arch`, re-estimate its BatchNorm statistics on `calib_dataset`, evaluate on `eval_dataset`.
 
     The supernet is not modified (the statistics are re-estimated on the extracted copy), as the
-    reference does before evaluating any subnet.
+    reference does before evaluating any subnet.  Inputs are normalized with `mean`/`std`, by
+    default the ones the supernet was trained with (`supernet.metadata["data"]`).
     """
     from ofa.data import BatchLoader
 
+    mean, std = normalization(supernet, mean, std)
     net = supernet.extract(arch).to(device)
-    calib = BatchLoader(calib_dataset, batch_size, train=False, resolutions=[arch.resolution])
+    calib = BatchLoader(calib_dataset, batch_size, train=False, resolutions=[arch.resolution], mean=mean, std=std)
     recalibrate_bn(net, calib, n_images=n_calib, device=device)
-    test = BatchLoader(eval_dataset, batch_size, train=False, resolutions=[arch.resolution])
+    test = BatchLoader(eval_dataset, batch_size, train=False, resolutions=[arch.resolution], mean=mean, std=std)
     return evaluate(net, test, device, max_images)
+
+
+def normalization(supernet: Supernet, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+    """Input mean/std: given ones, else those recorded at training time, else ImageNet's."""
+    from ofa.data import IMAGENET_MEAN, IMAGENET_STD
+
+    data = supernet.metadata.get("data") or {}
+    mean = list(mean if mean is not None else data.get("mean") or IMAGENET_MEAN)
+    std = list(std if std is not None else data.get("std") or IMAGENET_STD)
+    return mean, std
