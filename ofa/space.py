@@ -342,11 +342,9 @@ class Arch:
                 f"got {len(self.kernel)} and {len(self.expand)}"
             )
         slots = len(self.kernel) // len(self.depth)
-        if any(d > slots or d < 1 for d in self.depth):
-            raise ArchError(f"arch depths {list(self.depth)} exceed the {slots} block slots per stage")
-        stages = []
+        stages = []  # depths outside 1..slots are reported by SearchSpace.validate
         for s, d in enumerate(self.depth):
-            blocks = [f"{self.kernel[s * slots + b]}x{_fmt_num(self.expand[s * slots + b])}" for b in range(d)]
+            blocks = [f"{self.kernel[s * slots + b]}x{_fmt_num(self.expand[s * slots + b])}" for b in range(min(max(d, 0), slots))]
             stages.append(",".join(blocks))
         object.__setattr__(self, "_key", f"r{self.resolution}:" + "/".join(stages))
 
@@ -356,7 +354,7 @@ class Arch:
 
     def active_slots(self, max_depth: int | None = None) -> list[int]:
         slots = max_depth or self.slots_per_stage
-        return [s * slots + b for s, d in enumerate(self.depth) for b in range(d)]
+        return [s * slots + b for s, d in enumerate(self.depth) for b in range(min(d, slots))]
 
     def key(self) -> str:
         """Canonical string: equal for equal subnets, whatever the inactive slots hold."""
@@ -400,6 +398,8 @@ class Arch:
     @staticmethod
     def from_dict(data: dict[str, Any], space: SearchSpace | None = None) -> "Arch":
         """Our JSON form, or the reference's {"ks", "e", "d"} with "resolution"/"r"; validated if `space`."""
+        if isinstance(data.get("arch"), dict):  # e.g. chosen.json: metrics beside the arch
+            data = data["arch"]
         try:
             if "ks" in data:
                 res = data.get("resolution", data.get("r", data.get("image_size")))
@@ -427,8 +427,6 @@ class Arch:
             raise ArchError(f"arch is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ArchError("arch JSON must be an object with resolution, depth, kernel, expand")
-        if "arch" in data and isinstance(data["arch"], dict):  # e.g. chosen.json holding metrics beside the arch
-            data = data["arch"]
         return Arch.from_dict(data, space)
 
     @staticmethod
