@@ -1,0 +1,77 @@
+"""ONNX Runtime INT8: static quantization in QDQ format, calibrated on held-out training images.
+
+Settings, measured on an AVX-512 VNNI CPU with ONNX Runtime 1.32 (see benchmarks/bench_export.py):
+- unsigned 8-bit activations with signed per-channel weights (U8S8): with signed activations
+  (S8S8) the CPU provider leaves most depthwise convolutions in float, which made the model slower
+  than FP32;
+- per-channel weights: depthwise kernels vary too much per channel for one scale per tensor;
+- `quant_pre_process` first (shape inference and graph fusion), as ONNX Runtime's guide asks.
+TensorRT's explicit quantization wants symmetric signed Q/DQ instead: `for_tensorrt=True`.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from onnxruntime.quantization import CalibrationDataReader
+
+from ofa.io import atomic_write
+
+from export.errors import ExportError
+from export.onnx_export import INPUT_NAME
+
+__all__ = ["ImageCalibrationReader", "quantize_int8"]
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """Feeds normalized images [N, 3, r, r] to the calibrator in batches."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int = 32):
+        if images.shape[0] == 0:
+            raise ExportError("INT8 calibration got no images: give a dataset with training images")
+        self.images = images
+        self.batch_size = int(batch_size)
+        self.start = 0
+
+    def get_next(self) -> dict | None:
+        if self.start >= self.images.shape[0]:
+            return None
+        batch = self.images[self.start : self.start + self.batch_size]
+        self.start += self.batch_size
+        return {INPUT_NAME: batch.contiguous().numpy()}
+
+    def rewind(self) -> None:
+        self.start = 0
+
+
+def quantize_int8(
+    fp32_path: str | Path, out_path: str | Path, calib_images: torch.Tensor, *, batch_size: int = 32, for_tensorrt: bool = False
+) -> Path:
+    """Write a QDQ INT8 copy of the FP32 ONNX model, with ranges from `calib_images` (MinMax)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_path = Path(fp32_path)
+    if not fp32_path.is_file():
+        raise ExportError(f"{fp32_path} does not exist: export the ONNX model first (--formats onnx)")
+    reader = ImageCalibrationReader(calib_images, batch_size)
+    with tempfile.TemporaryDirectory(prefix="ofa-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+
+        def write(target: Path) -> None:
+            quantize_static(
+                str(prepared), str(target), reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {},
+            )
+
+        return atomic_write(out_path, write)
