@@ -1,0 +1,176 @@
+"""Calibration and validation of a table against whole networks timed on the same runtime.
+
+A sum of separately timed layers misses per-network effects (caches warmed by the previous layer,
+fused boundaries, one call instead of many), so we fit `measured ≈ scale * sum + offset` on a few
+random networks.  Validation then times networks never used for the fit and reports how well the
+table predicts and ranks them, next to a MACs-only linear proxy on the same networks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from latency.build import time_networks
+from latency.errors import LatencyError
+from latency.keys import arch_from_key
+from latency.runtimes import make_backend
+from latency.table import Calibration, LatencyTable
+from ofa.io import atomic_write
+from ofa.space import Arch, SearchSpace
+
+__all__ = [
+    "sample_archs",
+    "fit_calibration",
+    "accuracy_metrics",
+    "calibrate",
+    "calibrate_with",
+    "validate",
+    "validate_with",
+    "plot_validation",
+]
+
+
+def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, seed: int, exclude: Sequence[str] = ()) -> list[Arch]:
+    """`n` distinct random archs at the given resolutions, none of whose keys is in `exclude`."""
+    rng = np.random.default_rng(seed)
+    seen, out = set(exclude), []
+    while len(out) < n:
+        arch = space.sample(rng)
+        arch = Arch(arch.kernel, arch.expand, arch.depth, int(rng.choice(np.array(resolutions))))
+        if arch.key() not in seen:
+            seen.add(arch.key())
+            out.append(arch)
+    return out
+
+
+MIN_FOR_PER_LAYER = 6  # networks needed before the per-layer term is fitted too
+
+
+def fit_calibration(archs: Sequence[Arch], raw_ms: np.ndarray, measured_ms: np.ndarray, n_layers: np.ndarray) -> Calibration:
+    """Least squares `measured ≈ scale * raw + per_layer * layers + offset`.
+
+    With fewer than `MIN_FOR_PER_LAYER` networks (or equal layer counts) the per-layer term is
+    dropped; with raw values that barely vary, only the scale is fitted.
+    """
+    raw, measured, layers = np.asarray(raw_ms, float), np.asarray(measured_ms, float), np.asarray(n_layers, float)
+    if len(raw) < 2:
+        raise LatencyError(f"calibration needs at least 2 networks, got {len(raw)}: pass --n 10 or more")
+    scale, per_layer, offset = 1.0, 0.0, 0.0
+    if np.ptp(raw) < 1e-3 * raw.mean():
+        scale = float(np.sum(raw * measured) / np.sum(raw * raw))
+    elif len(raw) >= MIN_FOR_PER_LAYER and np.ptp(layers) > 0:
+        design = np.column_stack([raw, layers, np.ones_like(raw)])
+        scale, per_layer, offset = (float(v) for v in np.linalg.lstsq(design, measured, rcond=None)[0])
+    else:
+        scale, offset = (float(v) for v in np.polyfit(raw, measured, 1))
+    keys = tuple(a.key() for a in archs)
+    return Calibration(scale, offset, keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured), per_layer)
+
+
+def accuracy_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """How well predictions match and rank measurements (errors relative to the measurement)."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    rel = (predicted - measured) / measured
+    return {
+        "n": int(len(measured)),
+        "mape": float(np.mean(np.abs(rel)) * 100),
+        "within_5": float(np.mean(np.abs(rel) <= 0.05)),
+        "within_10": float(np.mean(np.abs(rel) <= 0.10)),
+        "spearman": float(stats.spearmanr(predicted, measured).statistic) if len(measured) > 2 else float("nan"),
+        "kendall_tau": float(stats.kendalltau(predicted, measured).statistic) if len(measured) > 2 else float("nan"),
+        "bias_pct": float(np.mean(rel) * 100),
+    }
+
+
+def _backend_for(table: LatencyTable):
+    if table.source != "measured":
+        raise LatencyError(f"table for {table.device} was imported ({table.source}): it can only be calibrated on that device")
+    return make_backend(table.runtime, table.threads, table.batch, table.precision, table.clock)
+
+
+def calibrate_with(table: LatencyTable, archs: Sequence[Arch], measured_ms: np.ndarray) -> LatencyTable:
+    """Fit the calibration from networks measured elsewhere (e.g. by a bundle on the device)."""
+    raw = table.predict(archs, calibrated=False)
+    return table.with_calibration(fit_calibration(archs, raw, np.asarray(measured_ms, float), table.n_layers(archs)))
+
+
+def calibrate(
+    table: LatencyTable, n: int = 10, seed: int = 1, time_per_net_ms: float = 300.0, rounds: int = 5, progress: bool = True
+) -> LatencyTable:
+    """Time `n` random whole networks locally and fit the table's calibration."""
+    archs = sample_archs(table.space, table.resolutions, n, seed)
+    with _backend_for(table) as backend:
+        measured = time_networks(table.space, archs, backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
+    return calibrate_with(table, archs, measured)
+
+
+def validate_with(table: LatencyTable, archs: Sequence[Arch], measured_ms: np.ndarray) -> LatencyTable:
+    """Validation section from held-out networks: raw and calibrated accuracy, plus the MACs proxy."""
+    measured = np.asarray(measured_ms, float)
+    used = set(table.calibration.archs) if table.calibration else set()
+    if any(a.key() in used for a in archs):
+        raise LatencyError("validation networks overlap the calibration networks: validate on held-out archs (another --seed)")
+    raw = table.predict(archs, calibrated=False)
+    section: dict[str, Any] = {"archs": [a.key() for a in archs], "measured_ms": measured.tolist(), "raw": accuracy_metrics(raw, measured)}
+    if table.calibration is not None:
+        section["calibrated"] = accuracy_metrics(table.predict(archs), measured)
+    section["macs_proxy"] = _macs_proxy(table, archs, measured)
+    return table.with_validation(section)
+
+
+def _macs_proxy(table: LatencyTable, archs: Sequence[Arch], measured: np.ndarray) -> dict[str, Any]:
+    """A linear fit of latency on MACs: fitted on the calibration networks when there are some."""
+    _, macs = table.space.count_many(archs)
+    cal = table.calibration
+    if cal is not None and len(cal.archs) >= 2:
+        cal_archs = [arch_from_key(table.space, k) for k in cal.archs]
+        _, cal_macs = table.space.count_many(cal_archs)
+        a, b = np.polyfit(cal_macs.astype(float), np.asarray(cal.measured_ms), 1)
+        fitted_on = "calibration networks"
+    else:
+        a, b = np.polyfit(macs.astype(float), measured, 1)
+        fitted_on = "validation networks (in-sample: no calibration)"
+    return {**accuracy_metrics(a * macs + b, measured), "fitted_on": fitted_on}
+
+
+def validate(
+    table: LatencyTable, n: int = 100, seed: int = 2, time_per_net_ms: float = 300.0, rounds: int = 5, progress: bool = True
+) -> LatencyTable:
+    """Time `n` held-out random networks locally and record the table's accuracy on them."""
+    exclude = table.calibration.archs if table.calibration else ()
+    archs = sample_archs(table.space, table.resolutions, n, seed, exclude)
+    with _backend_for(table) as backend:
+        measured = time_networks(table.space, archs, backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
+    return validate_with(table, archs, measured)
+
+
+def plot_validation(table: LatencyTable, path: str | Path) -> Path:
+    """Predicted-vs-measured scatter (raw and calibrated) with the ±5% band, as a PNG."""
+    if not table.validation:
+        raise LatencyError("the table has no validation section: run `ofa latency validate` first")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    archs = [arch_from_key(table.space, k) for k in table.validation["archs"]]
+    measured = np.asarray(table.validation["measured_ms"])
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    lo, hi = measured.min() * 0.9, measured.max() * 1.1
+    grid = np.linspace(lo, hi, 2)
+    ax.fill_between(grid, grid * 0.95, grid * 1.05, color="0.9", label="±5%")
+    ax.plot(grid, grid, color="0.5", lw=1)
+    ax.scatter(measured, table.predict(archs, calibrated=False), s=12, label="raw sum of layers")
+    if table.calibration is not None:
+        ax.scatter(measured, table.predict(archs), s=12, label="calibrated")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(f"{table.device}: {table.runtime}, {table.threads} thr, batch {table.batch}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return Path(path)
