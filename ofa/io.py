@@ -21,6 +21,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o644 & ~_umask())  # mkstemp creates 0600; artifacts are meant to be shared
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -41,3 +42,9 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """`torch.save` of plain tensors/containers, so it loads with `weights_only=True`."""
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -8,6 +8,7 @@ Both are immutable so they can be shared, hashed and used as dictionary keys.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -253,26 +254,40 @@ class SearchSpace:
     def encode(self, archs: Sequence["Arch"]) -> np.ndarray:
         """Integer choice indices [N, 2*slots + stages + 1]: kernel idx, expand idx per slot, depth idx, res idx.
 
-        Inactive slots are set to index 0, so equal subnets get equal codes.
+        Inactive slots are set to index 0, so equal subnets get equal codes.  Vectorized (numpy
+        lookups), since the search, the predictor and the latency tables encode many archs at once.
         """
-        n = len(archs)
-        out = np.zeros((n, 2 * self.n_slots + self.n_stages + 1), dtype=np.int64)
-        k_index = {k: i for i, k in enumerate(self.kernel_sizes)}
-        e_index = {float(e): i for i, e in enumerate(self.expand_ratios)}
-        d_index = {d: i for i, d in enumerate(self.depths)}
-        r_index = {r: i for i, r in enumerate(self.resolutions)}
-        s = self.n_slots
-        for row, arch in enumerate(archs):
-            try:
-                for i in arch.active_slots(self.max_depth):
-                    out[row, i] = k_index[arch.kernel[i]]
-                    out[row, s + i] = e_index[float(arch.expand[i])]
-                for j, d in enumerate(arch.depth):
-                    out[row, 2 * s + j] = d_index[d]
-                out[row, -1] = r_index[arch.resolution]
-            except (KeyError, IndexError):
-                self.validate(arch)
-                raise
+        n, s = len(archs), self.n_slots
+        out = np.zeros((n, 2 * s + self.n_stages + 1), dtype=np.int64)
+        if n == 0:
+            return out
+        if any(len(a.kernel) != s or len(a.expand) != s or len(a.depth) != self.n_stages for a in archs):
+            for arch in archs:
+                self.validate(arch)  # raises for the first arch of another shape
+        chain = itertools.chain.from_iterable
+        kernel = np.fromiter(chain(a.kernel for a in archs), np.int64, n * s).reshape(n, s)
+        expand = np.fromiter(chain(a.expand for a in archs), np.float64, n * s).reshape(n, s)
+        depth = np.fromiter(chain(a.depth for a in archs), np.int64, n * self.n_stages).reshape(n, self.n_stages)
+        resolution = np.fromiter((a.resolution for a in archs), np.int64, n)
+        columns = []
+        for values, choices in (
+            (kernel, self.kernel_sizes),
+            (expand, self.expand_ratios),
+            (depth, self.depths),
+            (resolution, self.resolutions),
+        ):
+            table = np.asarray(choices, dtype=values.dtype)
+            idx = np.clip(np.searchsorted(table, values), 0, len(table) - 1)
+            columns.append((idx, np.isclose(table[idx], values)))
+        (k_idx, k_ok), (e_idx, e_ok), (d_idx, d_ok), (r_idx, r_ok) = columns
+        active = np.arange(s)[None, :] % self.max_depth < depth[:, np.arange(s) // self.max_depth]
+        bad = ~d_ok.all(1) | ~r_ok | ~(k_ok | ~active).all(1) | ~(e_ok | ~active).all(1)
+        if bad.any():
+            self.validate(archs[int(np.argmax(bad))])  # raises the precise ArchError
+        out[:, :s] = np.where(active, k_idx, 0)
+        out[:, s : 2 * s] = np.where(active, e_idx, 0)
+        out[:, 2 * s : 2 * s + self.n_stages] = d_idx
+        out[:, -1] = r_idx
         return out
 
     def decode(self, codes: np.ndarray) -> list["Arch"]:
