@@ -25,6 +25,12 @@ __all__ = ["main", "add_common", "UsageError"]
 COMMAND_MODULES = (
     "ofa.commands.info",
     "ofa.commands.import_mit",
+    "ofa.commands.train",
+    "ofa.commands.specialize",
+    "ofa.commands.export",
+    "ofa.commands.latency",
+    "ofa.commands.predictor",
+    "ofa.commands.demo",
 )
 
 log = logging.getLogger("ofa")

@@ -1,0 +1,211 @@
+"""Training schedules: the phases of progressive shrinking and every number they use.
+
+A phase restricts the space to the top-`n` choices of each dimension (0 = all choices), so the same
+schedule works for any space: the teacher keeps only the largest kernel, expand and depth; elastic
+kernel opens all kernels; the depth phases open the two largest depths, then all; the expand
+phases the two largest expand ratios, then all.  Numbers are overridable by `KEY=VALUE` strings
+(`teacher.epochs=3`, `batch_size=64`, `lr_scale=0.5`), from the command line or a config file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Iterable, Sequence
+
+from ofa.errors import OfaError
+
+__all__ = ["Phase", "Schedule", "ScheduleError", "SCHEDULES", "SAMPLERS", "make_schedule", "top_choices"]
+
+SAMPLERS = ("progressive", "uniform", "sandwich")
+
+
+class ScheduleError(OfaError, ValueError):
+    """A schedule name, override or value is invalid."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: which choices are open, how long, how fast, how many subnets per step."""
+
+    name: str
+    epochs: float
+    lr: float
+    warmup_epochs: float = 0.0
+    n_subnets: int = 1  # subnets sampled per step, gradients accumulated, one optimizer step
+    kernels: int = 0  # open the largest n kernel sizes (0 = all)
+    expands: int = 0  # open the largest n expand ratios (0 = all)
+    depths: int = 0  # open the largest n depths (0 = all)
+    sort_channels: int = -1  # channel importance sorting at phase start with this many protected groups (-1: none)
+    distill: bool = True  # distil from the frozen teacher (or, in sandwich, from the largest subnet)
+
+    def validate(self) -> "Phase":
+        if self.epochs < 0 or self.lr < 0 or self.warmup_epochs < 0:
+            raise ScheduleError(f"phase {self.name}: epochs, lr and warmup_epochs must be >= 0")
+        if self.n_subnets < 1:
+            raise ScheduleError(f"phase {self.name}: n_subnets must be >= 1, got {self.n_subnets}")
+        if min(self.kernels, self.expands, self.depths) < 0:
+            raise ScheduleError(f"phase {self.name}: kernels, expands and depths are counts of open choices (0 = all)")
+        return self
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Phases plus the optimisation settings shared by all of them."""
+
+    name: str
+    phases: tuple[Phase, ...]
+    batch_size: int = 128  # per process
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    dropout: float = 0.1
+    lr_scale: float = 1.0  # multiplies every phase's lr
+    steps_per_epoch: int = 0  # cap on steps per epoch (0 = the whole training split)
+    eval_images: int = 0  # test images for the per-phase report (0 = all)
+    calib_images: int = 2000  # BN re-calibration images for the per-phase report
+
+    @property
+    def total_epochs(self) -> float:
+        return sum(p.epochs for p in self.phases)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["phases"] = [asdict(p) for p in self.phases]
+        return d
+
+    def phase(self, name: str) -> Phase:
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise ScheduleError(f"schedule {self.name!r} has no phase {name!r}: phases are {', '.join(p.name for p in self.phases)}")
+
+    def override(self, assignments: Iterable[str]) -> "Schedule":
+        """Apply `KEY=VALUE` strings: a schedule field, or `PHASE.FIELD` for one phase's field."""
+        schedule = self
+        for text in assignments:
+            key, sep, value = str(text).partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise ScheduleError(f"schedule override {text!r} is not KEY=VALUE, e.g. teacher.epochs=3 or batch_size=64")
+            schedule = schedule._set(key, value.strip())
+        return schedule.validate()
+
+    def _set(self, key: str, value: str) -> "Schedule":
+        if "." in key:
+            phase_name, field_name = key.split(".", 1)
+            phase = self.phase(phase_name)
+            new = replace(phase, **{field_name: _convert(phase, field_name, value, f"{phase_name}.")})
+            return replace(self, phases=tuple(new if p.name == phase_name else p for p in self.phases))
+        if key in ("name", "phases"):
+            raise ScheduleError(f"schedule field {key!r} cannot be overridden; choose another --schedule instead")
+        return replace(self, **{key: _convert(self, key, value, "")})
+
+    def validate(self) -> "Schedule":
+        for p in self.phases:
+            p.validate()
+        if self.batch_size < 1:
+            raise ScheduleError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.kd_ratio < 0 or self.lr_scale <= 0 or not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
+            raise ScheduleError("kd_ratio must be >= 0, lr_scale > 0, label_smoothing and dropout in [0, 1)")
+        if min(self.steps_per_epoch, self.eval_images, self.weight_decay) < 0 or self.calib_images < 1:
+            raise ScheduleError("steps_per_epoch, eval_images and weight_decay must be >= 0, calib_images >= 1")
+        return self
+
+
+def _convert(obj: Any, name: str, value: str, prefix: str) -> Any:
+    types = {f.name: f.type for f in fields(obj)}
+    if name not in types or name == "name":
+        valid = ", ".join(prefix + n for n in types if n not in ("name", "phases"))
+        hint = "" if prefix else " or PHASE.FIELD, e.g. teacher.epochs"
+        raise ScheduleError(f"unknown schedule field {prefix + name!r}: valid fields are {valid}{hint}")
+    kind = str(types[name])
+    try:
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        if kind == "int":
+            return int(value)
+        return float(value)
+    except ValueError:
+        raise ScheduleError(f"schedule field {prefix + name} needs a {kind} value, got {value!r}") from None
+
+
+def top_choices(choices: Sequence[Any], n: int) -> tuple[Any, ...]:
+    """The `n` largest of `choices` (all of them for n = 0), ascending."""
+    ordered = tuple(sorted(choices))
+    return ordered if n <= 0 else ordered[-n:]
+
+
+def _progressive(name: str, teacher: tuple[float, float, float], kernel: tuple[float, float, float],
+                 depth1: tuple[float, float, float], depth2: tuple[float, float, float],
+                 expand1: tuple[float, float, float], expand2: tuple[float, float, float], **settings: Any) -> Schedule:
+    """Progressive shrinking; each phase given as (epochs, lr, warmup_epochs)."""
+    phases = (
+        Phase("teacher", *teacher, n_subnets=1, kernels=1, expands=1, depths=1, distill=False),
+        Phase("kernel", *kernel, n_subnets=1, kernels=0, expands=1, depths=1),
+        Phase("depth1", *depth1, n_subnets=2, kernels=0, expands=1, depths=2),
+        Phase("depth2", *depth2, n_subnets=2, kernels=0, expands=1, depths=0),
+        Phase("expand1", *expand1, n_subnets=4, kernels=0, expands=2, depths=0, sort_channels=0),
+        Phase("expand2", *expand2, n_subnets=4, kernels=0, expands=0, depths=0, sort_channels=1),
+    )
+    return Schedule(name, phases, **settings).validate()
+
+
+# The published ImageNet schedule (Cai et al. 2020 and the reference's train_ofa_net.py): batch 2048
+# in total (64 on each of 32 GPUs), lr 2.6 for the full network, 0.96 for elastic kernel,
+# 0.08 / 0.24 for the first / second sub-phase of elastic depth and expand.
+_PAPER = _progressive(
+    "paper",
+    teacher=(180, 2.6, 5), kernel=(125, 0.96, 5), depth1=(25, 0.08, 0), depth2=(125, 0.24, 5),
+    expand1=(25, 0.08, 0), expand2=(125, 0.24, 5),
+    batch_size=2048, weight_decay=3e-5, label_smoothing=0.1, dropout=0.1,
+)
+
+# About 60 minutes on 2 CPU cores for the `cifar` space at batch 128 (see benchmarks/bench_train.py for
+# the measured images/s per phase): the teacher gets most of the budget, the elastic phases are short
+# fine-tunes at lower learning rates.
+_CIFAR_CPU = _progressive(
+    "cifar-cpu",
+    teacher=(4, 0.15, 0.3), kernel=(0.6, 0.03, 0), depth1=(0.3, 0.01, 0), depth2=(0.5, 0.02, 0),
+    expand1=(0.25, 0.01, 0), expand2=(0.5, 0.02, 0),
+    batch_size=128, weight_decay=5e-5, label_smoothing=0.1, dropout=0.0, eval_images=5000,
+)
+
+# Under a minute for tests: a few steps per phase.
+_SMOKE = _progressive(
+    "smoke",
+    teacher=(1, 0.1, 0), kernel=(1, 0.05, 0), depth1=(1, 0.02, 0), depth2=(1, 0.02, 0),
+    expand1=(1, 0.02, 0), expand2=(1, 0.02, 0),
+    batch_size=32, weight_decay=0.0, dropout=0.0, steps_per_epoch=4, eval_images=200, calib_images=200,
+)
+
+SCHEDULES: dict[str, Schedule] = {s.name: s for s in (_PAPER, _CIFAR_CPU, _SMOKE)}
+
+
+def make_schedule(name: str, sampler: str = "progressive", overrides: Sequence[str] = ()) -> Schedule:
+    """A named schedule for a sampler, with overrides applied.
+
+    `uniform` and `sandwich` replace the phases by one phase over the whole space with the same
+    total budget of subnet forward/backward passes (epochs x subnets per step) as progressive
+    shrinking: uniform samples one subnet per step without a teacher; sandwich trains the largest,
+    the smallest and two random subnets each step, distilling in place from the largest.
+    Overrides apply after the sampler's phases are built (`uniform.epochs=10`).
+    """
+    if name not in SCHEDULES:
+        raise ScheduleError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}")
+    if sampler not in SAMPLERS:
+        raise ScheduleError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    base = SCHEDULES[name]
+    if sampler == "progressive":
+        return base.override(overrides)
+    own = {p.name for p in base.phases}
+    is_base = lambda o: "." not in o.split("=", 1)[0] or o.split("=", 1)[0].split(".", 1)[0].strip() in own  # noqa: E731
+    base = base.override([o for o in overrides if is_base(o)])
+    passes = sum(p.epochs * p.n_subnets for p in base.phases)
+    warmup, peak = base.phases[0].warmup_epochs, max(p.lr for p in base.phases)
+    if sampler == "uniform":
+        phase = Phase("uniform", round(passes, 4), peak, warmup, n_subnets=1, distill=False)
+    else:
+        phase = Phase("sandwich", round(passes / 4, 4), peak, warmup, n_subnets=4, distill=True)
+    return replace(base, phases=(phase,)).override([o for o in overrides if not is_base(o)])

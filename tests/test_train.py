@@ -1,0 +1,240 @@
+"""`ofa train` / `ofa eval`: schedules, samplers, losses, resumable training, refusals, torchrun."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ofa.cli import main
+from ofa.space import Arch, SearchSpace
+from ofa.supernet import Supernet
+from ofa.train import ScheduleError, make_schedule
+from ofa.train.distill import soft_cross_entropy, subnet_loss
+from ofa.train.optim import lr_at, make_optimizer
+from ofa.train.samplers import SubnetSampler
+
+TINY = SearchSpace.preset("tiny")
+FAST = ["--space", "tiny", "--data", "digits", "--schedule", "smoke", "--set", "steps_per_epoch=3", "--set", "eval_images=100",
+        "--set", "calib_images=100", "--threads", "1", "-q"]
+OFA = [sys.executable, "-m", "ofa"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """One uninterrupted smoke run, shared by the tests that read its outputs."""
+    before = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("ref") / "work"
+    assert main(["train", *FAST, "--out", str(out), "--checkpoint-every", "2"]) == 0
+    torch.set_num_threads(before)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- schedules
+def test_schedules_have_all_phases_and_paper_numbers():
+    paper = make_schedule("paper")
+    assert [p.name for p in paper.phases] == ["teacher", "kernel", "depth1", "depth2", "expand1", "expand2"]
+    assert [p.epochs for p in paper.phases] == [180, 125, 25, 125, 25, 125]
+    assert [p.n_subnets for p in paper.phases] == [1, 1, 2, 2, 4, 4]
+    assert make_schedule("smoke").phase("expand2").sort_channels == 1
+
+
+def test_overrides_change_numbers_and_refuse_bad_keys():
+    s = make_schedule("smoke", overrides=["teacher.epochs=3", "batch_size=16", "kernel.lr=0.5"])
+    assert s.phase("teacher").epochs == 3 and s.batch_size == 16 and s.phase("kernel").lr == 0.5
+    for bad in ["foo=1", "teacher.bogus=1", "nophase.epochs=1", "batch_size=abc", "teacher.epochs", "batch_size=0"]:
+        with pytest.raises(ScheduleError):
+            make_schedule("smoke", overrides=[bad])
+    with pytest.raises(ScheduleError, match="unknown schedule"):
+        make_schedule("imagenet-fast")
+
+
+def test_uniform_and_sandwich_get_the_same_budget_of_subnet_passes():
+    progressive = make_schedule("cifar-cpu")
+    passes = sum(p.epochs * p.n_subnets for p in progressive.phases)
+    uniform = make_schedule("cifar-cpu", "uniform")
+    sandwich = make_schedule("cifar-cpu", "sandwich", overrides=["sandwich.lr=0.01"])
+    assert len(uniform.phases) == 1 and uniform.phases[0].epochs == pytest.approx(passes, abs=1e-3)
+    assert sandwich.phases[0].epochs * sandwich.phases[0].n_subnets == pytest.approx(passes, abs=1e-3)
+    assert sandwich.phases[0].lr == 0.01 and not uniform.phases[0].distill
+
+
+# ---------------------------------------------------------------------------------------- samplers
+def test_phases_open_only_their_choices():
+    s = make_schedule("smoke")
+    sampler = SubnetSampler(TINY, "progressive", seed=3)
+    for step in range(20):
+        (teacher,) = sampler.sample(0, s.phase("teacher"), step, 20)
+        top = TINY.max_arch()
+        assert teacher == Arch(top.kernel, top.expand, top.depth, 20)
+        for arch in sampler.sample(2, s.phase("depth1"), step, 16):
+            assert set(arch.depth) <= {2, 3} and set(arch.expand) == {4.0}
+        archs = sampler.sample(4, s.phase("expand1"), step, 24)
+        assert len(archs) == 4 and all(set(a.expand) <= {3.0, 4.0} for a in archs)
+    seen = {d for step in range(30) for a in sampler.sample(3, s.phase("depth2"), step, 16) for d in a.depth}
+    assert seen == set(TINY.depths)
+
+
+def test_sampler_draws_are_a_function_of_seed_phase_and_step():
+    phase = make_schedule("smoke").phase("expand2")
+    a, b = SubnetSampler(TINY, "progressive", 1), SubnetSampler(TINY, "progressive", 1)
+    assert a.sample(5, phase, 7, 16) == b.sample(5, phase, 7, 16)
+    assert a.sample(5, phase, 7, 16) != a.sample(5, phase, 8, 16)
+    sandwich = SubnetSampler(TINY, "sandwich", 1).sample(0, make_schedule("smoke", "sandwich").phases[0], 0, 16)
+    assert sandwich[0].depth == (3,) * 4 and sandwich[1].depth == (1,) * 4 and len(sandwich) == 4
+
+
+# ---------------------------------------------------------------------------------------- losses, optimiser
+def test_distillation_loss():
+    logits, other = torch.randn(8, 10), torch.randn(8, 10)
+    labels = torch.randint(0, 10, (8,))
+    entropy = -(F.softmax(logits, 1) * F.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(soft_cross_entropy(logits, logits), entropy)
+    assert soft_cross_entropy(logits, other) > soft_cross_entropy(other, other)
+    plain = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    assert torch.allclose(subnet_loss(logits, labels, None, 1.0, 0.1), plain)
+    assert torch.allclose(subnet_loss(logits, labels, other, 0.5, 0.1), plain + 0.5 * soft_cross_entropy(logits, other))
+
+
+def test_cosine_with_warmup_and_no_decay_on_bn_and_bias():
+    lrs = [lr_at(s, 100, 0.4, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.04) and lrs[9] == pytest.approx(0.4)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.001
+    assert lr_at(55, 100, 0.4, 10) == pytest.approx(0.2)
+    net = Supernet(TINY)
+    opt = make_optimizer(net, 0.1, 0.9, 1e-4)
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    for name, p in net.named_parameters():
+        assert (id(p) in decayed) == (p.ndim > 1), name
+    assert opt.defaults["nesterov"]
+
+
+# ---------------------------------------------------------------------------------------- end to end
+def test_train_writes_supernet_report_and_log(reference_run: Path, capsys):
+    report = json.loads((reference_run / "train_report.json").read_text())
+    assert report["complete"] and list(report["phases"]) == ["teacher", "kernel", "depth1", "depth2", "expand1", "expand2"]
+    for entry in report["phases"].values():
+        assert 0.0 <= entry["accuracy"]["min"] <= 1.0 and 0.0 <= entry["accuracy"]["max"] <= 1.0
+        assert entry["steps"] == 3 and entry["images_per_s"] > 0
+    lines = [json.loads(line) for line in (reference_run / "train_log.jsonl").read_text().splitlines()]
+    assert len(lines) == 18 and all(math.isfinite(e["loss"]) and e["lr"] > 0 for e in lines)
+    assert [len(e["subnets"]) for e in lines[::3]] == [1, 1, 2, 2, 4, 4]
+    net = Supernet.load(reference_run / "supernet")
+    data = net.metadata["data"]
+    assert data["source"] == "digits" and len(data["mean"]) == 3 and data["hflip"] is False and len(data["class_names"]) == 10
+    capsys.readouterr()
+    assert main(["eval", "--supernet", str(reference_run / "supernet"), "--arch", "min", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["top1"] <= 1.0 and result["n"] > 0 and result["arch"] == str(TINY.min_arch())
+    # a finished run re-run with the same command does nothing and reports the same
+    assert main(["train", *FAST, "--out", str(reference_run)]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed"] is True
+
+
+def test_sigkill_and_resume_gives_bit_identical_weights(reference_run: Path, tmp_path: Path):
+    out = tmp_path / "work"
+    cmd = [*OFA, "train", *FAST, "--out", str(out), "--checkpoint-every", "2"]
+    kill_after = random.Random(1234).randint(5, 15)  # log lines (steps) seen before the kill
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and log.read_text().count("\n") >= kill_after:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {proc.stderr.read().decode()[-500:]}"
+    state = torch.load(out / "run" / "state.pt", weights_only=True)
+    assert (state["progress"]["phase"], state["progress"]["step"]) < (6, 0)
+    (out / "run" / ".state.pt.junk.tmp").write_bytes(b"half-written")  # what a kill during a write leaves
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert json.loads(done.stdout)["resumed"] is True
+    assert not (out / "run" / ".state.pt.junk.tmp").exists()
+    resumed = torch.load(out / "supernet" / "weights.pt", weights_only=True)
+    reference = torch.load(reference_run / "supernet" / "weights.pt", weights_only=True)
+    assert resumed.keys() == reference.keys()
+    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
+    assert not different, f"resumed weights differ from the uninterrupted run: {different[:5]}"
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert len(steps) == 18  # replayed steps were not logged twice
+
+
+def test_refuses_other_space_other_settings_and_nothing_to_resume(reference_run: Path, tmp_path: Path, capsys, one_thread):
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    assert main(["train", *FAST, "--out", str(copy), "--set", "teacher.lr=0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "settings differ" in err and "teacher.lr" in err
+    assert main(["train", *FAST, "--out", str(copy), "--space", "cifar"]) == 1
+    err = capsys.readouterr().err
+    assert "another space" in err and "--force" in err and err.count("\n") == 1
+    assert main(["train", *FAST, "--out", str(tmp_path / "empty"), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    (copy / "run" / "state.pt").write_bytes(b"garbage")
+    assert main(["train", *FAST, "--out", str(copy)]) == 1
+    assert "unreadable" in capsys.readouterr().err
+    assert main(["train", *FAST, "--out", str(copy), "--set", "teacher.nonsense=1"]) == 1
+    assert "unknown schedule field 'teacher.nonsense'" in capsys.readouterr().err
+
+
+def test_refuses_a_dataset_with_one_class(tmp_path: Path, capsys, one_thread):
+    from PIL import Image
+
+    folder = tmp_path / "one" / "cat"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(["train", *FAST, "--data", str(tmp_path / "one"), "--out", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "class" in err and ("two" in err or "2" in err) and err.startswith("error:")
+
+
+def test_eval_refuses_a_dataset_with_other_classes(reference_run: Path, tmp_path: Path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "two" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / "two" / c / f"{i}.png")
+    assert main(["eval", "--supernet", str(reference_run / "supernet"), "--data", str(tmp_path / "two"), "-q"]) == 1
+    assert "2 classes" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_agree_on_subnets_and_weights(tmp_path: Path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    out = tmp_path / "ddp"
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "ofa", "train", *FAST, "--set", "steps_per_epoch=2",
+           "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.count('"supernet"') == 1  # only rank 0 reports
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["world_size"] == 2 and report["complete"]
+    for name, entry in report["phases"].items():
+        assert entry["ranks_agree"] == {"subnets": True, "weights": True}, name
+    Supernet.load(out / "supernet")
