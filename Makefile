@@ -1,4 +1,5 @@
-# `make install` creates .venv (or uses $(VENV)) and installs the project; `make test` runs the suite.
+# `make demo` runs the whole chain on bundled digits; `make test` runs the suite; both install first
+# (into .venv, or $(VENV)).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -20,6 +21,9 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
+
+demo: install
+	$(PY) -m ofa demo --work demo-work
 
 bench: install
 	$(PY) benchmarks/bench_supernet.py
