@@ -162,15 +162,14 @@ _PAPER = _progressive(
     batch_size=2048, weight_decay=3e-5, label_smoothing=0.1, dropout=0.1,
 )
 
-# About 60 minutes on 2 CPU cores for the `cifar` space at batch 128, estimated from the images/s per
-# phase that `benchmarks/bench_train.py throughput` measured (32, 36, 24, 25, 15, 19 img/s on one thread of
-# a loaded machine, scaled by ~1.6 for two threads): the teacher gets most of the budget, the elastic
-# phases are short fine-tunes at lower learning rates.  The space's max subnet (48.8M MACs at 32 px) is
-# ~10x a stride-1 MobileNetV3-small, so 60 minutes buys only ~2-3 of its epochs.
+# About 60 minutes on 2 CPU cores for the `cifar` space at batch 128: the max net trains at about
+# 145 images/s there in channels_last (2 threads, quiet machine), so an epoch of 48,000 images takes
+# ~330 s alone, more with the teacher's forward and 2-4 subnets per step in later phases.  The
+# teacher gets most of the budget; the elastic phases are short fine-tunes at lower learning rates.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
-    teacher=(2.4, 0.15, 0.2), kernel=(0.4, 0.03, 0), depth1=(0.2, 0.01, 0), depth2=(0.3, 0.02, 0),
-    expand1=(0.15, 0.01, 0), expand2=(0.3, 0.02, 0),
+    teacher=(5, 0.15, 0.3), kernel=(1, 0.03, 0), depth1=(0.25, 0.01, 0), depth2=(0.5, 0.02, 0),
+    expand1=(0.15, 0.01, 0), expand2=(0.4, 0.02, 0),
     batch_size=128, weight_decay=5e-5, label_smoothing=0.1, dropout=0.0, eval_images=5000,
 )
 
