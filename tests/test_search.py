@@ -340,3 +340,18 @@ def test_specialize_with_accuracy_predictor(tmp_path, capsys):
     _save_predictor(tmp_path / "other", SearchSpace.preset("cifar"))
     code, _, err = _run(capsys, [*argv[:6], "--predictor", str(tmp_path / "other")])
     assert code == 1 and "was fitted for space 'cifar'" in err
+
+
+def test_specialize_model_size_budget_in_bytes(tmp_path, capsys):
+    _write_table(tmp_path, "cpu")
+    argv = ["--work", str(tmp_path), "--space", "tiny", "--device", "cpu", "--latency", "1ms", "--size", "200KB",
+            "--accuracy-proxy", "macs", "--pop", "16", "--generations", "5", "-q"]
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    chosen = Arch.load(tmp_path / "specialized" / "cpu-1ms_size-200kB" / "chosen.json", TINY)
+    assert 4 * TINY.count(chosen).params <= 200_000
+    code, _, err = _run(capsys, ["--work", str(tmp_path), "--space", "tiny", "--size", "20KB", "--accuracy-proxy", "macs"])
+    assert code == 1 and "size budget 20.00kB is below the smallest subnet" in err and "--size" in err
+    with pytest.raises(SystemExit) as exc:
+        _run(capsys, ["--work", str(tmp_path), "--space", "tiny", "--size", "5 parsecs", "--accuracy-proxy", "macs"])
+    assert exc.value.code == 2 and "5MB" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from ofa.search import (
 )
 from ofa.search.result import RunInfo, Verified, format_metric, summary_table, write_outputs
 from ofa.space import Arch, SearchSpace
-from ofa.units import format_count, parse_count, parse_duration_ms
+from ofa.units import format_count, parse_bytes, parse_count, parse_duration_ms
 
 __all__ = ["register", "specialize_main", "entry", "parse_latency_budget", "LatencyBudget"]
 
@@ -69,6 +69,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency budget: 20ms, 1.5s, 500us; DEVICE=20ms for several devices (repeatable)",
     )
     parser.add_argument("--params", type=parse_count, metavar="COUNT", help="parameter budget: 5M, 1.2G, 250k")
+    parser.add_argument("--size", type=parse_bytes, metavar="BYTES", help="model size budget (fp32 weights, 4 bytes per parameter): 5MB, 800KB")
     parser.add_argument("--macs", type=parse_count, metavar="COUNT", help="MACs budget: 300M, 1.2G")
     parser.add_argument(
         "--objectives", default=None, metavar="LIST",
@@ -222,6 +223,8 @@ def _default_name(budgets: dict[str, float], args: argparse.Namespace) -> str:
         parts.append(f"params-{format_count(args.params).replace('.00', '')}")
     if args.macs:
         parts.append(f"macs-{format_count(args.macs).replace('.00', '')}")
+    if args.size:
+        parts.append(f"size-{format_count(args.size).replace('.00', '')}B")
     return "_".join(parts) or "unconstrained"
 
 
@@ -238,11 +241,12 @@ def _check_feasible(space: SearchSpace, metrics: dict[str, Metric], constraints:
                 f"latency budget {c.upper:g} ms on {device} is below the fastest subnet of this space "
                 f"({lowest.value:.3g} ms {where}): raise --latency to at least that"
             )
-        flag = "--params" if c.metric == "params" else "--macs"
-        where = "" if c.metric == "params" else f" {where}"
+        flag = {"params": "--params", "macs": "--macs", "size": "--size"}[c.metric]
+        where = f" {where}" if c.metric == "macs" else ""
+        unit = "B" if c.metric == "size" else ""
         raise SearchError(
-            f"{c.metric} budget {format_count(c.upper)} is below the smallest subnet of this space "
-            f"({format_count(lowest.value)} {c.metric}{where}): raise {flag} to at least that"
+            f"{c.metric} budget {format_count(c.upper)}{unit} is below the smallest subnet of this space "
+            f"({format_count(lowest.value)}{unit} {c.metric}{where}): raise {flag} to at least that"
         )
 
 
@@ -271,6 +275,7 @@ def run_specialize(args: argparse.Namespace) -> int:
         sources.append(_describe_table(table, path))
     full_metrics.append(Metric("params", lambda codes: cost.count_codes(codes)[0], unit="params"))
     full_metrics.append(Metric("macs", lambda codes: cost.count_codes(codes)[1], unit="MACs"))
+    full_metrics.append(Metric("size", lambda codes: 4.0 * cost.count_codes(codes)[0], unit="bytes"))
     search_space, res_index = _searchable_space(space, tables)
     metrics = {m.name: (m if search_space is space else on_subspace(m, res_index)) for m in full_metrics}
 
@@ -279,6 +284,8 @@ def run_specialize(args: argparse.Namespace) -> int:
         constraints.append(Constraint("params", float(args.params)))
     if args.macs:
         constraints.append(Constraint("macs", float(args.macs)))
+    if args.size:
+        constraints.append(Constraint("size", float(args.size)))
     _check_feasible(search_space, metrics, constraints)
     name = args.name or _default_name(latency_budgets, args)
     if not re.fullmatch(r"[A-Za-z0-9_.=-]+", name):
