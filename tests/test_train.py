@@ -238,3 +238,28 @@ def test_torchrun_two_processes_agree_on_subnets_and_weights(tmp_path: Path):
     for name, entry in report["phases"].items():
         assert entry["ranks_agree"] == {"subnets": True, "weights": True}, name
     Supernet.load(out / "supernet")
+
+
+def test_trains_on_a_custom_image_folder_with_a_corrupt_image(tmp_path: Path, capsys, one_thread):
+    """A user's ImageFolder: odd sizes, grayscale, RGBA, one corrupt file; trains end to end and says what it skipped."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for c, name in enumerate(["circle", "square", "triangle"]):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            size = (17 + i, 23 + 2 * c)  # odd, varying sizes
+            mode = ["RGB", "L", "RGBA"][i % 3]
+            pixels = rng.integers(0, 255, (size[1], size[0], len(mode)), dtype=np.uint8).squeeze()
+            Image.fromarray(pixels, mode).save(root / name / f"{i}.png")
+    (root / "square" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    out = tmp_path / "work"
+    args = ["train", *FAST, "--out", str(out), "--data-cache", str(tmp_path / "cache")]
+    args[args.index("--data") + 1] = str(root)
+    assert main(args) == 0
+    net = Supernet.load(out / "supernet")
+    assert net.n_classes == 3 and net.class_names == ["circle", "square", "triangle"]
+    report = json.loads((out / "train_report.json").read_text())
+    assert set(report["phases"]) == {"teacher", "kernel", "depth1", "depth2", "expand1", "expand2"}
+    assert "broken.jpg" in capsys.readouterr().err  # the skipped file is named in the log
