@@ -275,7 +275,8 @@ def run_specialize(args: argparse.Namespace) -> int:
         sources.append(_describe_table(table, path))
     full_metrics.append(Metric("params", lambda codes: cost.count_codes(codes)[0], unit="params"))
     full_metrics.append(Metric("macs", lambda codes: cost.count_codes(codes)[1], unit="MACs"))
-    full_metrics.append(Metric("size", lambda codes: 4.0 * cost.count_codes(codes)[0], unit="bytes"))
+    if args.size:  # fp32 weights: a budget only, derived from params, so not reported otherwise
+        full_metrics.append(Metric("size", lambda codes: 4.0 * cost.count_codes(codes)[0], unit="bytes"))
     search_space, res_index = _searchable_space(space, tables)
     metrics = {m.name: (m if search_space is space else on_subspace(m, res_index)) for m in full_metrics}
 
