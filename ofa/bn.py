@@ -18,11 +18,10 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, n_images: int = 2000, dev
     `loader` yields `x` or tuples whose first item is `x` (already at the subnet's resolution).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(bn.momentum, bn.training) for bn in bns]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
-    was_training = model.training
     model.train()
     device = device or next(model.parameters()).device
     seen = 0
@@ -35,10 +34,9 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, n_images: int = 2000, dev
             if seen >= n_images:
                 break
     finally:
-        for bn, (momentum, _) in zip(bns, saved):
+        for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
-        model.train(was_training)
+        model.eval()
     if seen == 0:
         raise ValueError("recalibrate_bn got no images: the calibration loader is empty")
-    model.eval()
     return seen

@@ -10,8 +10,6 @@
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -198,7 +196,3 @@ def _permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
 def _permute_out(layer: ConvBnAct, order: torch.Tensor) -> None:
     layer.conv.weight.copy_(layer.conv.weight[order])
     _permute_bn(layer.bn, order)
-
-
-def clone_module(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module)

@@ -50,7 +50,6 @@ class Supernet(nn.Module):
             in_ch = spec.width
         self.stages = nn.ModuleList(stages)
         self.head = build_head(space, dropout)
-        self.active_depth = tuple(max(space.depths) for _ in space.stages)
         self.active_arch: Arch = space.max_arch()
         self.metadata: dict[str, Any] = {}
 
@@ -62,12 +61,11 @@ class Supernet(nn.Module):
         for s, stage in enumerate(self.stages):
             for b, block in enumerate(stage):
                 block.set_active(arch.kernel[s * slots + b], arch.expand[s * slots + b])
-        self.active_depth = arch.depth
         self.active_arch = arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first_block(self.stem(x))
-        for stage, depth in zip(self.stages, self.active_depth):
+        for stage, depth in zip(self.stages, self.active_arch.depth):
             for block, _ in zip(stage, range(depth)):
                 x = block(x)
         return self.head(x)
