@@ -23,15 +23,6 @@ def _ofa(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ofa", *argv], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("e2e")
-    work = root / "work"
-    result = _ofa("demo", "--work", str(work), "--profile", "quick", "-q", cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work, result.stdout
-
-
 def test_training_artifacts(demo):
     work, _ = demo
     space = SearchSpace.preset("tiny")
