@@ -195,6 +195,11 @@ class LatencyTable:
     ) -> None:
         """Raise a `LatencyError` if the table belongs to another space, batch size or precision than asked."""
         if space is not None and space.fingerprint() != self.space.fingerprint():
+            if space.with_classes(self.space.n_classes).fingerprint() == self.space.fingerprint():
+                raise LatencyError(
+                    f"{where} was built for {self.space.n_classes} classes, the supernet has {space.n_classes}: rebuild it "
+                    f"with the supernet's space, `ofa latency build --space work/supernet` (a supernet directory)"
+                )
             raise LatencyError(
                 f"{where} was built for space {self.space.name} (fingerprint {self.space.fingerprint()}), not {space.name} "
                 f"({space.fingerprint()}): build a table for this space with `ofa latency build --space {space.name}`"

@@ -148,11 +148,20 @@ class SearchSpace:
 
     @staticmethod
     def resolve(name_or_path: "str | Path | SearchSpace") -> "SearchSpace":
-        """A preset name, a file path, or a space (returned as is): what a `--space` flag accepts."""
+        """A preset name, a space file, a supernet directory (its space, class count included), or a
+        space (returned as is): what a `--space` flag accepts."""
         if isinstance(name_or_path, SearchSpace):
             return name_or_path
         if str(name_or_path) in PRESETS:
             return PRESETS[str(name_or_path)]
+        if Path(name_or_path).is_dir():
+            meta = Path(name_or_path) / "supernet.json"
+            if not meta.is_file():
+                raise SpaceError(f"{name_or_path} is a directory without supernet.json: pass a preset, a space file or a supernet directory")
+            try:
+                return SearchSpace.from_dict(json.loads(meta.read_text())["space"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise SpaceError(f"{meta} is corrupt ({exc!r}); re-save or re-import the checkpoint") from None
         if Path(name_or_path).suffix.lower() in (".yaml", ".yml", ".json"):
             return SearchSpace.from_file(name_or_path)
         return SearchSpace.preset(str(name_or_path))

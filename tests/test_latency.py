@@ -107,6 +107,8 @@ def test_table_round_trip_and_refusals(table, table_file, tmp_path):
     np.testing.assert_array_equal(again.predict(archs), table.predict(archs))
     with pytest.raises(LatencyError, match="built for space tiny.*ofa latency build --space cifar"):
         LatencyTable.load(table_file, space=SearchSpace.preset("cifar"))
+    with pytest.raises(LatencyError, match="built for 10 classes, the supernet has 3: .*--space work/supernet"):
+        LatencyTable.load(table_file, space=TINY.with_classes(3))
     with pytest.raises(LatencyError, match="batch 1, not 8: build one with --batch 8"):
         LatencyTable.load(table_file, batch=8)
     with pytest.raises(LatencyError, match="timed in fp32, not fp16"):

@@ -150,3 +150,16 @@ def test_encode_decode_round_trip_canonicalizes_inactive_slots():
     decoded = space.decode(codes)
     assert decoded == archs
     assert np.array_equal(space.encode(decoded), codes)
+
+
+def test_space_flag_takes_a_supernet_directory_with_its_class_count(tmp_path):
+    from ofa import Supernet
+
+    space = SearchSpace.preset("tiny").with_classes(3)
+    Supernet(space).save(tmp_path / "supernet")
+    assert SearchSpace.resolve(str(tmp_path / "supernet")).fingerprint() == space.fingerprint()
+    with pytest.raises(SpaceError, match="directory without supernet.json"):
+        SearchSpace.resolve(str(tmp_path))
+    (tmp_path / "supernet" / "supernet.json").write_text("{")
+    with pytest.raises(SpaceError, match="corrupt"):
+        SearchSpace.resolve(str(tmp_path / "supernet"))

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
     p = actions.add_parser("build", help="time every layer of a space on a runtime (resumable)")
-    p.add_argument("--space", default=DEFAULT_SPACE, help="preset name or .yaml/.json file (default: %(default)s)")
+    p.add_argument("--space", default=DEFAULT_SPACE, help="preset name, .yaml/.json space file, or a supernet directory (default: %(default)s)")
     p.add_argument("--runtime", default="ort-cpu", choices=RUNTIMES, help="timing runtime (default: %(default)s)")
     p.add_argument("--device", default="local", help="device name recorded in the table (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads (default: %(default)s)")
@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list, _parser=p)
 
     p = actions.add_parser("bundle", help="profiling bundle for a device without PyTorch (ONNX + runner script)")
-    p.add_argument("--space", default=DEFAULT_SPACE, help="preset name or .yaml/.json file (default: %(default)s)")
+    p.add_argument("--space", default=DEFAULT_SPACE, help="preset name, .yaml/.json space file, or a supernet directory (default: %(default)s)")
     p.add_argument("--runtime", default="ort-cpu", choices=("ort-cpu", "tensorrt"), help="(default: %(default)s)")
     p.add_argument("--batch", type=_positive_int, default=1)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
