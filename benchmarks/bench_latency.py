@@ -28,7 +28,7 @@ from latency.build import BuildSettings, build_table, time_networks  # noqa: E40
 from latency.calibrate import accuracy_metrics  # noqa: E402
 from latency.keys import arch_from_key  # noqa: E402
 from latency.runtimes import make_backend  # noqa: E402
-from latency.calibrate import calibrate, plot_validation, validate  # noqa: E402
+from latency.calibrate import calibrate, calibrate_and_validate, plot_validation, validate  # noqa: E402
 from ofa.space import SearchSpace  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,6 +74,11 @@ def main() -> int:
     parser.add_argument("--all-resolutions", action="store_true", help="also time a build over all the space's resolutions (first config)")
     parser.add_argument("--only-full-build", action="store_true", help="only time the build over all resolutions (first config)")
     parser.add_argument("--quick", action="store_true", help="tiny space, few networks")
+    parser.add_argument(
+        "--session", default="one", choices=("one", "separate"),
+        help="one: calibration and validation networks timed in the same interleaved rounds (`calibrate --validate`); "
+        "separate: `calibrate` then `validate`, as two commands (default: %(default)s)",
+    )
     parser.add_argument("--retest", action="store_true", help="time the validation networks again: the measurement noise floor")
     parser.add_argument("--work", default="/tmp/ofa-bench-latency")
     parser.add_argument("--output", default=str(RESULTS / "latency.json"))
@@ -89,6 +94,7 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()},
         "space": space.name,
         "resolutions": args.resolutions,
+        "session": args.session,
         "runs": [],
     }
     args.all_resolutions = args.all_resolutions or args.only_full_build
@@ -101,8 +107,11 @@ def main() -> int:
         build_s = time.perf_counter() - t
         throughput = predict_throughput(table)
         t = time.perf_counter()
-        table = calibrate(table, n=args.n_calibrate, time_per_net_ms=args.time_per_net)
-        table = validate(table, n=args.n_validate, time_per_net_ms=args.time_per_net)
+        if args.session == "one":
+            table = calibrate_and_validate(table, args.n_calibrate, args.n_validate, time_per_net_ms=args.time_per_net)
+        else:
+            table = calibrate(table, n=args.n_calibrate, time_per_net_ms=args.time_per_net)
+            table = validate(table, n=args.n_validate, time_per_net_ms=args.time_per_net)
         validate_s = time.perf_counter() - t
         table.save(work / f"{name}.json")
         plot_validation(table, work / f"{name}.png")

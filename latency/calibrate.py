@@ -29,6 +29,7 @@ __all__ = [
     "calibrate_with",
     "validate",
     "validate_with",
+    "calibrate_and_validate",
     "plot_validation",
 ]
 
@@ -145,6 +146,29 @@ def validate(
     with _backend_for(table) as backend:
         measured = time_networks(table.space, archs, backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
     return validate_with(table, archs, measured)
+
+
+def calibrate_and_validate(
+    table: LatencyTable,
+    n_calibrate: int = 10,
+    n_validate: int = 100,
+    seed: int = 1,
+    time_per_net_ms: float = 300.0,
+    rounds: int = 5,
+    progress: bool = True,
+) -> LatencyTable:
+    """Calibrate on `n_calibrate` networks and validate on `n_validate` held-out ones, timed together.
+
+    All networks are timed in the same interleaved rounds, so a change in the machine's speed
+    between two commands (another job starting, a frequency change) cannot pass for an error of
+    the table: on a shared machine this is what makes the validation figures mean something.
+    """
+    cal = sample_archs(table.space, table.resolutions, n_calibrate, seed)
+    val = sample_archs(table.space, table.resolutions, n_validate, seed + 1, exclude=[a.key() for a in cal])
+    with _backend_for(table) as backend:
+        measured = time_networks(table.space, cal + val, backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
+    table = calibrate_with(table, cal, measured[:n_calibrate])
+    return validate_with(table, val, measured[n_calibrate:])
 
 
 def plot_validation(table: LatencyTable, path: str | Path) -> Path:

@@ -201,6 +201,22 @@ def test_calibrate_and_validate_on_held_out_networks(table, tmp_path):
     assert validated.with_calibration(None).validation is None  # a new calibration invalidates the validation
 
 
+def test_calibrate_and_validate_in_one_session_from_the_command_line(table_file, tmp_path, capsys):
+    """`calibrate --validate N` times both sets in the same rounds and writes both sections."""
+    work = tmp_path / "work"
+    (work / "latency").mkdir(parents=True)
+    path = work / "latency" / "tiny-test.json"
+    shutil.copy(table_file, path)
+    argv = ["latency", "calibrate", "--device", "tiny-test", "--work", str(work), "--n", "4", "--validate", "6", "--time-per-net", "15"]
+    assert main([*argv, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated" in out and "Kendall tau" in out
+    done = LatencyTable.load(path)
+    assert len(done.calibration.archs) == 4 and done.validation["calibrated"]["n"] == 6
+    assert not set(done.validation["archs"]) & set(done.calibration.archs)
+    assert (work / "latency" / "tiny-test.validation.png").stat().st_size > 1000
+
+
 def test_calibration_needs_two_networks(table):
     with pytest.raises(LatencyError, match="at least 2 networks"):
         calibrate(table, n=1, progress=False)

@@ -78,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _table_args(p)
     p.add_argument("--n", type=_positive_int, default=10, help="networks to time (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--validate", type=_positive_int, metavar="N",
+        help="also validate on N held-out networks timed in the same interleaved rounds (best on a shared machine)",
+    )
+    p.add_argument("--plot", help="with --validate: PNG to write (default: beside the table, <name>.validation.png)")
     _time_per_net(p)
     add_common(p)
     p.set_defaults(func=_calibrate, _parser=p)
@@ -167,26 +172,39 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from latency.calibrate import calibrate
+    from latency.calibrate import calibrate, calibrate_and_validate
     from latency.table import LatencyTable
 
     path = _table_file(args)
-    table = calibrate(LatencyTable.load(path), n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=not args.quiet)
+    table, quiet = LatencyTable.load(path), not args.quiet
+    if args.validate:
+        table = calibrate_and_validate(table, args.n, args.validate, args.seed, args.time_per_net, progress=quiet)
+    else:
+        table = calibrate(table, n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=quiet)
     table.save(path)
     cal = table.calibration
     fit = f"{cal.scale:.4f} * sum + {cal.per_layer_ms:.4f} ms * layers + {cal.offset_ms:.4f} ms"
     print(f"calibrated {path} on {args.n} networks: measured = {fit}")
+    if args.validate:
+        _report_validation(table, path, args.plot)
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from latency.calibrate import plot_validation, validate
+    from latency.calibrate import validate
     from latency.table import LatencyTable
 
     path = _table_file(args)
     table = validate(LatencyTable.load(path), n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=not args.quiet)
     table.save(path)
-    plot = plot_validation(table, args.plot or path.with_suffix(".validation.png"))
+    _report_validation(table, path, args.plot)
+    return 0
+
+
+def _report_validation(table, path: Path, plot_path: str | None) -> None:
+    from latency.calibrate import plot_validation
+
+    plot = plot_validation(table, plot_path or path.with_suffix(".validation.png"))
     for name in ("raw", "calibrated", "macs_proxy"):
         m = table.validation.get(name)
         if m:
@@ -195,7 +213,6 @@ def _validate(args: argparse.Namespace) -> int:
                 f"Spearman {m['spearman']:.3f}, Kendall tau {m['kendall_tau']:.3f}, bias {m['bias_pct']:+.2f}%"
             )
     print(f"wrote the validation section of {path} and {plot}")
-    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
