@@ -1,8 +1,10 @@
 """Training benchmarks for `ofa train`.
 
     python benchmarks/bench_train.py throughput            # ~2 min: images/s per phase, supernet vs static
-    python benchmarks/bench_train.py cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz
-        # hours on 2 cores: cifar-cpu progressive vs uniform, inherited vs from-scratch accuracy, Kendall tau
+    python benchmarks/bench_train.py cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --static-minutes 60
+        # hours on 2 cores: cifar-cpu progressive vs uniform, inherited vs from-scratch accuracy, Kendall tau,
+        # and a static MobileNetV3-small trained for the same time.  Runs already in --work are reused;
+        # --set overrides cut the schedule for every run alike; --scratch 0 skips from-scratch training.
 
 Prints a table and writes benchmarks/results/bench_train_<mode>.json.  Timings are medians of
 interleaved repeats (the machine is shared and noisy); ratios are measured side by side.
@@ -117,6 +119,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------ cifar accuracy
 def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
+    """`ofa train` into `out`; a finished run there is reused (re-running resumes, so it returns at once)."""
     cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
            "--sampler", sampler, "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -129,18 +132,10 @@ def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:
     return [evaluate_arch(net, a, splits.val, splits.test).top1 for a in archs]
 
 
-def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, lr: float, seed: int) -> float:
-    """The static subnet trained alone: SGD Nesterov, cosine with warm-up, label smoothing, crop+flip."""
-    from ofa.data import BatchLoader
-    from ofa.evaluate import evaluate
-    from ofa.layers import build_static
-
-    torch.manual_seed(seed)
-    net = build_static(space.with_classes(splits.num_classes), arch)
-    mean, std, hflip = splits.info["mean"], splits.info["std"], splits.info["hflip"]
-    loader = BatchLoader(splits.train, batch, train=True, resolutions=[arch.resolution], seed=seed, mean=mean, std=std, hflip=hflip)
-    total = int(math.ceil(epochs * len(loader)))
+def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int, schedule: str = "cosine") -> None:
+    """SGD Nesterov with label smoothing, `total` steps of cosine-with-warm-up or one-cycle LR."""
     opt = make_optimizer(net, lr, 0.9, 5e-5)
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total) if schedule == "onecycle" else None
     step = 0
     net.train()
     while step < total:
@@ -148,14 +143,75 @@ def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, 
         for x, y, _ in loader:
             if step >= total:
                 break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, lr, len(loader) // 3)
+            if onecycle is None:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total, lr, warmup)
             opt.zero_grad()
-            subnet_loss(net(x), y, None, 0.0, 0.1).backward()
+            subnet_loss(net(x.contiguous(memory_format=torch.channels_last)), y, None, 0.0, 0.1).backward()
             opt.step()
+            if onecycle is not None:
+                onecycle.step()
             step += 1
-    test = BatchLoader(splits.test, 200, train=False, resolutions=[arch.resolution], mean=mean, std=std)
-    return evaluate(net, test).top1
+
+
+def _test_top1(net: torch.nn.Module, splits, resolution: int) -> float:
+    from ofa.data import BatchLoader
+    from ofa.evaluate import evaluate
+
+    info = splits.info
+    return evaluate(net.eval(), BatchLoader(splits.test, 200, train=False, resolutions=[resolution], mean=info["mean"], std=info["std"])).top1
+
+
+def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, lr: float, seed: int) -> float:
+    """The static subnet trained alone: SGD Nesterov, cosine with warm-up, label smoothing, crop+flip."""
+    from ofa.data import BatchLoader
+    from ofa.layers import build_static
+
+    torch.manual_seed(seed)
+    net = build_static(space.with_classes(splits.num_classes), arch).to(memory_format=torch.channels_last)
+    info = splits.info
+    loader = BatchLoader(splits.train, batch, train=True, resolutions=[arch.resolution], seed=seed, mean=info["mean"], std=info["std"], hflip=info["hflip"])
+    _train_loop(net, loader, int(math.ceil(epochs * len(loader))), lr, len(loader) // 3)
+    return _test_top1(net, splits, arch.resolution)
+
+
+def _static_baseline(splits, minutes: float, batch: int, seed: int) -> dict:
+    """torchvision MobileNetV3-small (stem stride 1) trained alone for `minutes` of wall time.
+
+    The issue's time-matched reference point: one static network, one-cycle LR, crop + flip, label
+    smoothing 0.1.  The epoch count that fits the budget comes from the throughput of 10 timed steps.
+    """
+    from torchvision.models import mobilenet_v3_small
+
+    from ofa.data import BatchLoader
+
+    torch.manual_seed(seed)
+    net = mobilenet_v3_small(num_classes=splits.num_classes)
+    net.features[0][0].stride = (1, 1)
+    net = net.to(memory_format=torch.channels_last)
+    info = splits.info
+    loader = BatchLoader(splits.train, batch, train=True, resolutions=[32], seed=seed, mean=info["mean"], std=info["std"], hflip=info["hflip"])
+    probe = torch.optim.SGD(net.parameters(), lr=0.0)
+    batches = iter(loader)
+    t = time.perf_counter()
+    for _ in range(10):
+        x, y, _ = next(batches)
+        probe.zero_grad()
+        F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y).backward()
+        probe.step()
+    step_s = (time.perf_counter() - t) / 10
+    total = int(minutes * 60 / step_s)
+    t = time.perf_counter()
+    _train_loop(net, loader, total, 0.2, 0, schedule="onecycle")
+    return {
+        "model": "torchvision mobilenet_v3_small, stem stride 1, 32 px", "params": sum(p.numel() for p in net.parameters()),
+        "epochs": total / len(loader), "minutes": (time.perf_counter() - t) / 60, "top1": _test_top1(net, splits, 32),
+    }
+
+
+def _report_minutes(run_dir: Path) -> float:
+    report = json.loads((run_dir / "train_report.json").read_text())
+    return sum(p["seconds"] for p in report["phases"].values()) / 60
 
 
 def cifar(args: argparse.Namespace) -> dict:
@@ -165,33 +221,36 @@ def cifar(args: argparse.Namespace) -> dict:
 
     space = SearchSpace.preset("cifar")
     work = Path(args.work)
-    t0 = time.perf_counter()
-    _run_train(work / "progressive", args.data, "progressive", [])
-    t_prog = time.perf_counter() - t0
-    _run_train(work / "uniform", args.data, "uniform", [])
-    t_uni = time.perf_counter() - t0 - t_prog
+    overrides = [x for o in args.set for x in ("--set", o)]
+    for sampler in args.samplers:
+        _run_train(work / sampler, args.data, sampler, overrides)
     splits = load_dataset(args.data)
     mid = Arch((5,) * space.n_slots, (4.0,) * space.n_slots, (3,) * space.n_stages, 28)
     named = {"min": space.min_arch(), "mid": mid, "max": space.max_arch()}
-    extra = space.sample_many(args.seed, max(0, args.n_archs - 3))
-    archs = list(named.values()) + extra
-    prog = _inherited(work / "progressive" / "supernet", archs, splits)
-    uni = _inherited(work / "uniform" / "supernet", archs[:3], splits)
-    epochs = make_schedule("cifar-cpu").total_epochs
-    scratch = [_scratch(space, a, splits, epochs, 128, 0.15, args.seed) for a in archs]
-    tau = kendalltau(prog, scratch).statistic
-    rows = {name: {"progressive": prog[i], "uniform": uni[i], "scratch": scratch[i]} for i, name in enumerate(named)}
-    print(f"{'subnet':<8}{'progressive':>12}{'uniform':>10}{'scratch':>10}")
+    archs = list(named.values()) + space.sample_many(args.seed, max(0, args.n_archs - 3))
+    inherited = {s: _inherited(work / s / "supernet", archs if s == args.samplers[0] else archs[:3], splits) for s in args.samplers}
+    epochs = make_schedule("cifar-cpu", overrides=args.set).total_epochs
+    scratch = [_scratch(space, a, splits, epochs, 128, 0.15, args.seed) for a in archs[: args.scratch]]
+    rows = {
+        name: {**{s: inherited[s][i] for s in args.samplers}, "scratch": scratch[i] if i < len(scratch) else None}
+        for i, name in enumerate(named)
+    }
+    tau = float(kendalltau(inherited[args.samplers[0]][: len(scratch)], scratch).statistic) if len(scratch) >= 3 else None
+    static = _static_baseline(splits, args.static_minutes, 128, args.seed) if args.static_minutes > 0 else None
+    minutes = {s: _report_minutes(work / s) for s in args.samplers}
+    print(f"{'subnet':<8}" + "".join(f"{s:>13}" for s in args.samplers) + f"{'scratch':>10}")
     for name, r in rows.items():
-        print(f"{name:<8}{r['progressive']:>12.4f}{r['uniform']:>10.4f}{r['scratch']:>10.4f}")
-    print(f"Kendall tau inherited vs scratch over {len(archs)} archs: {tau:.3f}")
+        cells = "".join(f"{r[s]:>13.4f}" for s in args.samplers)
+        print(f"{name:<8}{cells}{r['scratch'] if r['scratch'] is not None else float('nan'):>10.4f}")
+    print("training minutes: " + ", ".join(f"{s} {m:.1f}" for s, m in minutes.items()))
+    if tau is not None:
+        print(f"Kendall tau inherited ({args.samplers[0]}) vs scratch over {len(scratch)} archs: {tau:.3f}")
+    if static:
+        print(f"static baseline: {static['model']}, {static['epochs']:.1f} epochs in {static['minutes']:.1f} min: {static['top1']:.4f}")
     return {
-        "benchmark": "train cifar", "machine": _machine(), "rows": rows, "kendall_tau": tau, "n_archs": len(archs),
-        "archs": [str(a) for a in archs], "inherited": prog, "scratch": scratch, "scratch_epochs": epochs,
-        "minutes": {"progressive": t_prog / 60, "uniform": t_uni / 60}, "command": " ".join(sys.argv),
-        "time_matched_static_baseline": (
-            "torchvision MobileNetV3-small, stem stride 1, 12 epochs, 33 min on 2 cores: 79.4% (from the issue)"
-        ),
+        "benchmark": "train cifar", "machine": _machine(), "overrides": args.set, "rows": rows, "kendall_tau": tau,
+        "n_archs": len(archs), "archs": [str(a) for a in archs], "inherited": inherited, "scratch": scratch,
+        "scratch_epochs": epochs, "minutes": minutes, "static_baseline": static, "command": " ".join(sys.argv),
     }
 
 
@@ -207,12 +266,18 @@ def main() -> None:
     c = sub.add_parser("cifar")
     c.add_argument("--data", required=True)
     c.add_argument("--work", default="bench-work")
-    c.add_argument("--n-archs", type=int, default=8)
+    c.add_argument("--n-archs", type=int, default=8, help="archs evaluated from the first sampler's supernet")
+    c.add_argument("--samplers", nargs="+", default=["progressive", "uniform"], choices=["progressive", "uniform", "sandwich"])
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="schedule override for every run (repeatable)")
+    c.add_argument("--scratch", type=int, default=8, help="how many of the archs to also train from scratch (0: none)")
+    c.add_argument("--static-minutes", type=float, default=0.0, help="also train torchvision MobileNetV3-small for this long")
+    c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")
     c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     result = throughput(args) if args.mode == "throughput" else cifar(args)
     suffix = f"_{args.space}" if args.mode == "throughput" and args.space != "cifar" else ""
-    atomic_write_json(RESULTS / f"bench_train_{args.mode}{suffix}.json", result)
+    output = getattr(args, "output", None) or RESULTS / f"bench_train_{args.mode}{suffix}.json"
+    atomic_write_json(output, result)
 
 
 if __name__ == "__main__":
