@@ -4,9 +4,10 @@ Goals (export issue): ORT FP32 >= 1.5x faster than eager PyTorch; ORT INT8 >= 1.
 FP32 with <= 1 point top-1 drop.
 
 Cases:
-  * cifar:   a subnet (seeded sample, 32 px) of an UNTRAINED `cifar` supernet: no trained CIFAR-10
-             supernet exists yet, so latency only; INT8 ranges from real CIFAR-10 training images
-             when /work/shared/data/cifar10-jpeg.tar.gz is there (else random images).
+  * cifar:   with `--cifar-supernet DIR [--cifar-arch chosen.json]`, a subnet of that trained supernet:
+             latency and top-1 on the CIFAR-10 test split (10,000 images) before and after INT8.
+             Without it, a subnet (seeded sample, 32 px) of an UNTRAINED `cifar` supernet: latency
+             only; INT8 ranges from real CIFAR-10 training images when the tarball is there.
   * mbv3:    a subnet (seeded sample, 224 px) of ofa-mbv3-w1.0 imported from the reference
              fixture /work/shared/fixtures/mit-ofa-mbv3-w1.0/init.pt (random weights): latency only.
   * digits:  a `tiny` subnet trained briefly on scikit-learn's digits (16 px): latency and the
@@ -73,9 +74,21 @@ def _images(dataset, resolution: int, info: dict, n: int | None = None):
     return torch.cat(xs), torch.cat(ys)
 
 
-def case_cifar(seed: int) -> Case:
+def case_cifar(seed: int, supernet_dir: Path | None = None, arch_path: Path | None = None) -> Case:
+    """A cifar subnet: of a trained supernet (`--cifar-supernet`, accuracy on the CIFAR-10 test split), else untrained."""
     from ofa.data import load_dataset
 
+    if supernet_dir is not None:
+        net = Supernet.load(supernet_dir)
+        space = net.space
+        arch = Arch.load(arch_path, space) if arch_path else _sample_at(space, 32, seed)
+        splits = load_dataset(f"cifar10:{CIFAR}", progress=False)
+        model = net.extract(arch).eval()
+        calib, _ = _images(splits.val, arch.resolution, splits.info)
+        recalibrate_bn(model, [(calib,)], n_images=len(calib))
+        test = _images(splits.test, arch.resolution, splits.info)
+        source = "specialized (--cifar-arch)" if arch_path else "seeded sample"
+        return Case("cifar", model.eval(), arch, calib[:256], test, f"{source} subnet of the trained supernet {supernet_dir}; BN and INT8 ranges from the validation split")
     space = SearchSpace.preset("cifar")
     torch.manual_seed(seed)
     net = Supernet(space, n_classes=10)
@@ -207,12 +220,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cuda", action="store_true", help="also time torch-cuda vs ORT CUDA EP on the mbv3 case")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--cifar-supernet", type=Path, help="trained cifar supernet directory: the cifar case gets test accuracy")
+    parser.add_argument("--cifar-arch", type=Path, help="arch JSON of that supernet (e.g. a chosen.json of ofa-specialize)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows, cuda = [], None
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         for name in args.cases:
-            case = CASES[name](args.seed)
+            case = case_cifar(args.seed, args.cifar_supernet, args.cifar_arch) if name == "cifar" else CASES[name](args.seed)
             rows.append(bench_case(case, args.threads, args.repeats, args.batches, Path(tmp)))
             if args.cuda and name == "mbv3":
                 cuda = bench_cuda(case, args.repeats)

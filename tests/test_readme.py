@@ -34,6 +34,7 @@ RUN: dict[str, int] = {
     "ofa latency build --space cifar --runtime ort-cpu --device my-laptop --threads 1": 0,
     "ofa latency calibrate --device my-laptop --n 10": 0,
     "ofa latency validate --device my-laptop --n 100": 0,
+    "ofa latency calibrate --device my-laptop --n 10 --validate 100": 0,
     "ofa latency predict --device my-laptop --arch max": 0,
     "ofa latency list": 0,
     "ofa predictor collect --supernet work/supernet --n 1000 --out work/predictor/samples.jsonl": 0,
@@ -58,6 +59,7 @@ SUBSTITUTIONS = {
     "--n 1000": "--n 43",  # the samples file should hold 43: 3 more than the demo's 40. Longest first:
     "--n 100": "--n 8",  # "--n 10" is a prefix of the others
     "--n 10": "--n 4",
+    "--validate 100": "--validate 8",
 }
 
 # Commands too slow or too environment-specific to run here, and the test that runs the same
