@@ -119,7 +119,11 @@ def throughput(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------ cifar accuracy
 def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
-    """`ofa train` into `out`; a finished run there is reused (re-running resumes, so it returns at once)."""
+    """`ofa train` into `out`; a finished run there (all phases in its train_report.json) is reused."""
+    report = out / "train_report.json"
+    if report.is_file() and len(json.loads(report.read_text()).get("phases", {})) == 6 and (out / "supernet").is_dir():
+        print(f"reusing the finished run in {out}")
+        return
     cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
            "--sampler", sampler, "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT)

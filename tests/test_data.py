@@ -226,6 +226,34 @@ def test_cache_hit_invalidation_and_damage(tmp_path, monkeypatch):
     assert not list(cache_dir.glob("*.tmp"))
 
 
+def test_data_identity_survives_copies_and_new_mtimes_but_not_new_content(tmp_path):
+    """A copied, re-downloaded or remounted dataset is the same data: cached and resumable."""
+    import os
+    import shutil
+
+    root = tmp_path / "pets"
+    make_class_folders(root, per_class=4, odd=False)
+    tarball = tmp_path / "pets.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(root, arcname="pets")
+
+    def key(spec: Path) -> str:
+        return load_dataset(str(spec), cache_dir=tmp_path / "cache", progress=False).info["content_key"]
+
+    folder_key, tar_key = key(root), key(tarball)
+    copy, tar_copy = tmp_path / "elsewhere" / "pets", tmp_path / "elsewhere" / "pets.tar.gz"
+    shutil.copytree(root, copy)
+    shutil.copy(tarball, tar_copy)
+    for path in [tar_copy, *copy.rglob("*")]:
+        os.utime(path, (1_000_000, 1_000_000))
+    assert key(copy) == folder_key and key(tar_copy) == tar_key
+    image = next(p for p in sorted(copy.rglob("*.png")))
+    data = bytearray(image.read_bytes())
+    data[-20] ^= 0xFF  # same size, other content
+    image.write_bytes(bytes(data))
+    assert key(copy) != folder_key
+
+
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
     make_class_folders(tmp_path / "pets", per_class=4, odd=False)
     monkeypatch.setenv("OFA_DATA_CACHE", str(tmp_path / "env-cache"))

@@ -37,21 +37,43 @@ def content_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Up to this many bytes, data is identified by a hash of its contents, so a copy, a re-download or
+# a remount (new modification times) is still the same dataset: same cache entry, resumable runs.
+# Beyond it (ImageNet-sized folders), by names, sizes and modification times, which cost no reading.
+HASH_CONTENT_UP_TO = 2 << 30
+
+
+def _sha256_file(path: Path, digest: "hashlib._Hash | None" = None) -> "hashlib._Hash":
+    digest = digest or hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest
+
+
 def file_fingerprint(path: Path) -> dict[str, Any]:
-    """Identify a file (a tarball) without reading it: resolved path, size, modification time."""
+    """Identify a file (a tarball): its size and content hash (size and mtime above the limit)."""
     stat = path.stat()
+    if stat.st_size <= HASH_CONTENT_UP_TO:
+        return {"size": stat.st_size, "sha256": _sha256_file(path).hexdigest()}
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def folder_fingerprint(root: Path, files: Iterable[tuple[str, Path]]) -> dict[str, Any]:
-    """Identify a folder's images by a hash over (relative path, size, mtime) of every file."""
+    """Identify a folder's images: a hash over (relative path, contents) of every file, or over
+    (relative path, size, mtime) when the images total more than `HASH_CONTENT_UP_TO` bytes."""
+    files = list(files)
+    sizes = [path.stat().st_size for _, path in files]
+    by_content = sum(sizes) <= HASH_CONTENT_UP_TO
     digest = hashlib.sha256()
-    count = 0
-    for relpath, path in files:
-        stat = path.stat()
-        digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8"))
-        count += 1
-    return {"path": str(root.resolve()), "files": count, "listing_sha256": digest.hexdigest()}
+    for (relpath, path), size in zip(files, sizes):
+        if by_content:
+            digest.update(f"{relpath}\0{size}\0".encode("utf-8"))
+            _sha256_file(path, digest)
+        else:
+            digest.update(f"{relpath}\0{size}\0{path.stat().st_mtime_ns}\n".encode("utf-8"))
+    ident = {"files": len(files), ("content_sha256" if by_content else "listing_sha256"): digest.hexdigest()}
+    return ident if by_content else {"path": str(root.resolve()), **ident}
 
 
 def entry_paths(cache_dir: Path, name: str, key: str) -> tuple[Path, Path]:
