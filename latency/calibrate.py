@@ -47,28 +47,60 @@ def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, seed: i
     return out
 
 
-MIN_FOR_PER_LAYER = 6  # networks needed before the per-layer term is fitted too
+MIN_FOR_THREE_TERMS = 6  # networks needed before a third term (per layer or per parameter) is considered
+
+# candidate corrections: extra regressors beside `scale * raw` (a column of ones is the offset)
+_MODELS = {
+    "scale": (),
+    "scale+offset": ("offset",),
+    "scale+layers+offset": ("layers", "offset"),
+    "scale+params+offset": ("params", "offset"),
+}
 
 
-def fit_calibration(archs: Sequence[Arch], raw_ms: np.ndarray, measured_ms: np.ndarray, n_layers: np.ndarray) -> Calibration:
-    """Least squares `measured ≈ scale * raw + per_layer * layers + offset`.
+def _design(model: str, raw: np.ndarray, layers: np.ndarray, params: np.ndarray) -> np.ndarray:
+    columns = {"layers": layers, "params": params / 1e6, "offset": np.ones_like(raw)}
+    return np.column_stack([raw, *(columns[name] for name in _MODELS[model])])
 
-    With fewer than `MIN_FOR_PER_LAYER` networks (or equal layer counts) the per-layer term is
-    dropped; with raw values that barely vary, only the scale is fitted.
+
+def _loo_error(design: np.ndarray, measured: np.ndarray) -> float:
+    """Mean relative leave-one-out error of a least-squares fit (each network predicted by the others)."""
+    errors = []
+    for i in range(len(measured)):
+        keep = np.arange(len(measured)) != i
+        coef = np.linalg.lstsq(design[keep], measured[keep], rcond=None)[0]
+        errors.append(abs(design[i] @ coef - measured[i]) / measured[i])
+    return float(np.mean(errors))
+
+
+def fit_calibration(
+    archs: Sequence[Arch], raw_ms: np.ndarray, measured_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None
+) -> Calibration:
+    """Least squares `measured ≈ scale * raw [+ per_layer * layers | + per_mparam * params] [+ offset]`.
+
+    The candidate with the lowest leave-one-out relative error wins, so an extra term is kept only
+    when it predicts networks outside the fit better (with 10 networks a needless term costs more
+    than it explains).  Three-term models need `MIN_FOR_THREE_TERMS` networks; with raw values
+    that barely vary only the scale is fitted.
     """
     raw, measured, layers = np.asarray(raw_ms, float), np.asarray(measured_ms, float), np.asarray(n_layers, float)
+    params = np.zeros_like(raw) if params is None else np.asarray(params, float)
     if len(raw) < 2:
         raise LatencyError(f"calibration needs at least 2 networks, got {len(raw)}: pass --n 10 or more")
-    scale, per_layer, offset = 1.0, 0.0, 0.0
-    if np.ptp(raw) < 1e-3 * raw.mean():
-        scale = float(np.sum(raw * measured) / np.sum(raw * raw))
-    elif len(raw) >= MIN_FOR_PER_LAYER and np.ptp(layers) > 0:
-        design = np.column_stack([raw, layers, np.ones_like(raw)])
-        scale, per_layer, offset = (float(v) for v in np.linalg.lstsq(design, measured, rcond=None)[0])
-    else:
-        scale, offset = (float(v) for v in np.polyfit(raw, measured, 1))
+    candidates = ["scale"]
+    if np.ptp(raw) >= 1e-3 * raw.mean() and len(raw) >= 3:
+        candidates.append("scale+offset")
+        if len(raw) >= MIN_FOR_THREE_TERMS:
+            candidates += [m for m, v in (("scale+layers+offset", layers), ("scale+params+offset", params)) if np.ptp(v) > 0]
+    if len(candidates) == 1 and len(raw) == 2 and np.ptp(raw) >= 1e-3 * raw.mean():
+        candidates = ["scale+offset"]  # two networks: the line through both
+    best = min(candidates, key=lambda m: _loo_error(_design(m, raw, layers, params), measured) if len(raw) > 2 else 0.0)
+    coef = dict(zip(("raw", *_MODELS[best]), np.linalg.lstsq(_design(best, raw, layers, params), measured, rcond=None)[0]))
     keys = tuple(a.key() for a in archs)
-    return Calibration(scale, offset, keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured), per_layer)
+    return Calibration(
+        float(coef["raw"]), float(coef.get("offset", 0.0)), keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured),
+        float(coef.get("layers", 0.0)), float(coef.get("params", 0.0)), best,
+    )
 
 
 def accuracy_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -95,7 +127,8 @@ def _backend_for(table: LatencyTable):
 def calibrate_with(table: LatencyTable, archs: Sequence[Arch], measured_ms: np.ndarray) -> LatencyTable:
     """Fit the calibration from networks measured elsewhere (e.g. by a bundle on the device)."""
     raw = table.predict(archs, calibrated=False)
-    return table.with_calibration(fit_calibration(archs, raw, np.asarray(measured_ms, float), table.n_layers(archs)))
+    params = table.space.count_many(archs)[0]
+    return table.with_calibration(fit_calibration(archs, raw, np.asarray(measured_ms, float), table.n_layers(archs), params))
 
 
 def calibrate(
@@ -165,8 +198,12 @@ def calibrate_and_validate(
     """
     cal = sample_archs(table.space, table.resolutions, n_calibrate, seed)
     val = sample_archs(table.space, table.resolutions, n_validate, seed + 1, exclude=[a.key() for a in cal])
+    both = cal + val
+    order = np.random.default_rng(seed).permutation(len(both))  # no set always timed first in a round
     with _backend_for(table) as backend:
-        measured = time_networks(table.space, cal + val, backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
+        timed = time_networks(table.space, [both[i] for i in order], backend, table.batch, time_per_net_ms, rounds, progress, table.statistic)
+    measured = np.empty_like(timed)
+    measured[order] = timed
     table = calibrate_with(table, cal, measured[:n_calibrate])
     return validate_with(table, val, measured[n_calibrate:])
 

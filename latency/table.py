@@ -17,6 +17,7 @@ import numpy as np
 
 from latency.errors import LatencyError
 from latency.keys import arch_layer_keys, slot_layer_grid
+from ofa.costs import CostModel
 from ofa.io import atomic_write_json
 from ofa.space import Arch, SearchSpace, SpaceError
 
@@ -57,10 +58,12 @@ class Entry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """measured ≈ scale * raw_prediction + per_layer_ms * layers + offset_ms, fitted on whole networks.
+    """measured ≈ scale * raw + per_layer_ms * layers + per_mparam_ms * params/1e6 + offset_ms.
 
-    The per-layer term models what a network pays per layer beyond the isolated layer's time
-    (cold weights, launches on a GPU); it is fitted only when there are enough networks.
+    Fitted on whole networks.  The per-layer term models what a network pays per layer beyond the
+    isolated layer's time (launches on a GPU); the per-parameter term, weights that stay in cache
+    when one layer is timed alone but stream from memory inside a whole network (CPUs).  `model`
+    names the terms that were fitted (chosen by leave-one-out error, see `fit_calibration`).
     """
 
     scale: float = 1.0
@@ -69,11 +72,15 @@ class Calibration:
     raw_ms: tuple[float, ...] = ()
     measured_ms: tuple[float, ...] = ()
     per_layer_ms: float = 0.0
+    per_mparam_ms: float = 0.0
+    model: str = "scale+offset"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "scale": self.scale,
             "per_layer_ms": self.per_layer_ms,
+            "per_mparam_ms": self.per_mparam_ms,
             "offset_ms": self.offset_ms,
             "n": len(self.archs),
             "archs": list(self.archs),
@@ -85,11 +92,17 @@ class Calibration:
     def from_dict(d: dict[str, Any]) -> "Calibration":
         return Calibration(
             float(d["scale"]), float(d["offset_ms"]), tuple(d.get("archs", ())), tuple(d.get("raw_ms", ())),
-            tuple(d.get("measured_ms", ())), float(d.get("per_layer_ms", 0.0)),
+            tuple(d.get("measured_ms", ())), float(d.get("per_layer_ms", 0.0)), float(d.get("per_mparam_ms", 0.0)),
+            str(d.get("model", "scale+offset")),
         )
 
-    def apply(self, raw_ms: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
-        return self.scale * raw_ms + self.per_layer_ms * n_layers + self.offset_ms
+    def apply(self, raw_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+        out = self.scale * raw_ms + self.per_layer_ms * n_layers + self.offset_ms
+        if self.per_mparam_ms:
+            if params is None:
+                raise ValueError("this calibration has a per-parameter term: pass the networks' parameter counts")
+            out = out + self.per_mparam_ms * np.asarray(params, float) / 1e6
+        return out
 
 
 @dataclass(frozen=True)
@@ -250,7 +263,8 @@ class LatencyTable:
         if np.isnan(lat).any():
             self._raise_missing(codes[int(np.flatnonzero(np.isnan(lat))[0])])
         if calibrated and self.calibration is not None:
-            lat = self.calibration.apply(lat, 3 + active.sum(axis=1))
+            params = CostModel.for_space(space).count_codes(codes)[0] if self.calibration.per_mparam_ms else None
+            lat = self.calibration.apply(lat, 3 + active.sum(axis=1), params)
         return lat
 
     def predict(self, archs: Sequence[Arch] | Arch, calibrated: bool = True) -> np.ndarray:

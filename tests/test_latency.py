@@ -185,7 +185,11 @@ def test_calibrate_and_validate_on_held_out_networks(table, tmp_path):
     assert len(cal.archs) == 4 and cal.scale > 0
     big = at_res([TINY.max_arch()])
     n_layers = 3 + TINY.n_slots
-    np.testing.assert_allclose(calibrated.predict(big), cal.scale * table.predict(big) + cal.per_layer_ms * n_layers + cal.offset_ms)
+    params = TINY.count_many(big)[0]
+    np.testing.assert_allclose(
+        calibrated.predict(big),
+        cal.scale * table.predict(big) + cal.per_layer_ms * n_layers + cal.per_mparam_ms * params / 1e6 + cal.offset_ms,
+    )
     validated = validate(calibrated, n=8, seed=2, time_per_net_ms=20, rounds=3, progress=False)
     v = validated.validation
     assert not set(v["archs"]) & set(cal.archs)
@@ -352,5 +356,12 @@ def test_calibration_fit_recovers_a_known_per_layer_model():
     layers = np.array([3 + len(a.active_slots()) for a in archs])
     cal = fit_calibration(archs, raw, 1.2 * raw + 0.05 * layers + 0.3, layers)
     assert (cal.scale, cal.per_layer_ms, cal.offset_ms) == pytest.approx((1.2, 0.05, 0.3))
+    assert cal.model == "scale+layers+offset"
+    params = TINY.count_many(archs)[0]
+    weights = fit_calibration(archs, raw, 1.1 * raw + 0.4 * params / 1e6 + 0.2, layers, params)
+    assert weights.model == "scale+params+offset"
+    assert (weights.scale, weights.per_mparam_ms, weights.offset_ms) == pytest.approx((1.1, 0.4, 0.2))
+    plain = fit_calibration(archs, raw, 1.3 * raw * (1 + rng.normal(0, 0.01, 12)), layers, params)
+    assert plain.model in ("scale", "scale+offset") and plain.scale == pytest.approx(1.3, rel=0.05)  # no needless terms
     few = fit_calibration(archs[:3], raw[:3], 2.0 * raw[:3] + 0.1, layers[:3])  # too few networks for the per-layer term
     assert (few.scale, few.per_layer_ms, few.offset_ms) == pytest.approx((2.0, 0.0, 0.1))

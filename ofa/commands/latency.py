@@ -183,8 +183,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         table = calibrate(table, n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=quiet)
     table.save(path)
     cal = table.calibration
-    fit = f"{cal.scale:.4f} * sum + {cal.per_layer_ms:.4f} ms * layers + {cal.offset_ms:.4f} ms"
-    print(f"calibrated {path} on {args.n} networks: measured = {fit}")
+    fit = f"{cal.scale:.4f} * sum"
+    fit += f" + {cal.per_layer_ms:.4f} ms * layers" if cal.per_layer_ms else ""
+    fit += f" + {cal.per_mparam_ms:.4f} ms * Mparams" if cal.per_mparam_ms else ""
+    fit += f" + {cal.offset_ms:.4f} ms"
+    print(f"calibrated {path} on {args.n} networks ({cal.model}, lowest leave-one-out error): measured = {fit}")
     if args.validate:
         _report_validation(table, path, args.plot)
     return 0
