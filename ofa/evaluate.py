@@ -65,10 +65,24 @@ def evaluate_arch(
 
     mean, std = normalization(supernet, mean, std)
     net = supernet.extract(arch).to(device)
+    calib_dataset = spread_subset(calib_dataset, n_calib)
     calib = BatchLoader(calib_dataset, batch_size, train=False, resolutions=[arch.resolution], mean=mean, std=std)
     recalibrate_bn(net, calib, n_images=n_calib, device=device)
+    eval_dataset = spread_subset(eval_dataset, max_images)
     test = BatchLoader(eval_dataset, batch_size, train=False, resolutions=[arch.resolution], mean=mean, std=std)
-    return evaluate(net, test, device, max_images)
+    return evaluate(net, test, device)
+
+
+def spread_subset(dataset, n: int | None, seed: int = 0):
+    """`n` rows drawn evenly at random (fixed seed), in their original order; all rows if n is None or >= len.
+
+    Splits are stored class by class (ImageFolder order), so the first n rows would hold only the
+    first classes: a truncated evaluation or calibration must sample across the whole split.
+    """
+    if n is None or n >= len(dataset):
+        return dataset
+    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return dataset.subset(picked.sort().values)
 
 
 def normalization(supernet: Supernet, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> tuple[list[float], list[float]]:

@@ -263,3 +263,16 @@ def test_trains_on_a_custom_image_folder_with_a_corrupt_image(tmp_path: Path, ca
     report = json.loads((out / "train_report.json").read_text())
     assert set(report["phases"]) == {"teacher", "kernel", "depth1", "depth2", "expand1", "expand2"}
     assert "broken.jpg" in capsys.readouterr().err  # the skipped file is named in the log
+
+
+def test_truncated_evaluation_samples_every_class():
+    """Splits are stored class by class: the first n rows would hold only the first classes."""
+    from ofa.data import ImageTensorDataset
+    from ofa.evaluate import spread_subset
+
+    labels = torch.arange(10).repeat_interleave(100)  # class-sorted, like an ImageFolder split
+    data = ImageTensorDataset(torch.zeros(1000, 3, 4, 4, dtype=torch.uint8), labels)
+    part = spread_subset(data, 300)
+    assert len(part) == 300 and set(part.labels.tolist()) == set(range(10))
+    assert torch.equal(spread_subset(data, 300).labels, part.labels)  # deterministic
+    assert spread_subset(data, None) is data and spread_subset(data, 5000) is data
