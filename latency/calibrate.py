@@ -63,20 +63,33 @@ def _design(model: str, raw: np.ndarray, layers: np.ndarray, params: np.ndarray)
     return np.column_stack([raw, *(columns[name] for name in _MODELS[model])])
 
 
+def _robust_fit(design: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Coefficients minimizing a soft-L1 loss of the *relative* residuals.
+
+    Relative, because the goals are relative errors; soft-L1, because on a shared machine one
+    network timed during a burst of load (measured 1.5x too slow) must not drag the whole fit.
+    """
+    from scipy.optimize import least_squares
+
+    start = np.linalg.lstsq(design, measured, rcond=None)[0]
+    fit = least_squares(lambda c: (design @ c - measured) / measured, start, loss="soft_l1", f_scale=0.02)
+    return fit.x
+
+
 def _loo_error(design: np.ndarray, measured: np.ndarray) -> float:
-    """Mean relative leave-one-out error of a least-squares fit (each network predicted by the others)."""
+    """Median relative leave-one-out error (each network predicted by a fit on the others)."""
     errors = []
     for i in range(len(measured)):
         keep = np.arange(len(measured)) != i
-        coef = np.linalg.lstsq(design[keep], measured[keep], rcond=None)[0]
+        coef = _robust_fit(design[keep], measured[keep])
         errors.append(abs(design[i] @ coef - measured[i]) / measured[i])
-    return float(np.mean(errors))
+    return float(np.median(errors))
 
 
 def fit_calibration(
     archs: Sequence[Arch], raw_ms: np.ndarray, measured_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None
 ) -> Calibration:
-    """Least squares `measured ≈ scale * raw [+ per_layer * layers | + per_mparam * params] [+ offset]`.
+    """Robust fit of `measured ≈ scale * raw [+ per_layer * layers | + per_mparam * params] [+ offset]`.
 
     The candidate with the lowest leave-one-out relative error wins, so an extra term is kept only
     when it predicts networks outside the fit better (with 10 networks a needless term costs more
@@ -95,7 +108,7 @@ def fit_calibration(
     if len(candidates) == 1 and len(raw) == 2 and np.ptp(raw) >= 1e-3 * raw.mean():
         candidates = ["scale+offset"]  # two networks: the line through both
     best = min(candidates, key=lambda m: _loo_error(_design(m, raw, layers, params), measured) if len(raw) > 2 else 0.0)
-    coef = dict(zip(("raw", *_MODELS[best]), np.linalg.lstsq(_design(best, raw, layers, params), measured, rcond=None)[0]))
+    coef = dict(zip(("raw", *_MODELS[best]), _robust_fit(_design(best, raw, layers, params), measured)))
     keys = tuple(a.key() for a in archs)
     return Calibration(
         float(coef["raw"]), float(coef.get("offset", 0.0)), keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured),
