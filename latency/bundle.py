@@ -32,6 +32,7 @@ __all__ = ["write_bundle", "import_results", "BUNDLE_RUNTIMES", "RUNNER_PATH"]
 
 BUNDLE_RUNTIMES = ("ort-cpu", "tensorrt")
 RUNNER_PATH = Path(__file__).with_name("bundle_runner.py")
+TIMING_PATH = Path(__file__).with_name("timing.py")  # the runner imports it: one timing protocol everywhere
 ROOT = "ofa-latency-bundle"
 
 
@@ -95,6 +96,7 @@ def write_bundle(
         with tarfile.open(path, "w:gz") as tar:
             _add(tar, "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
             _add(tar, "runner.py", RUNNER_PATH.read_bytes())
+            _add(tar, "timing.py", TIMING_PATH.read_bytes())
             _add(tar, "README.txt", _README.format(runtime=runtime, n=len(layers)).encode())
             for name, data in files:
                 _add(tar, name, data)

@@ -9,7 +9,8 @@ Run it inside the unpacked bundle:
 
 Copy results.json back and turn it into a table with
 `ofa latency import results.json --out work/latency/<device>.json`.
-This file is self-contained on purpose: it is copied onto devices that have none of the ofa package.
+This file and timing.py beside it (the ofa package's own `latency/timing.py`, numpy only) are all that
+runs on the device: it has none of the ofa package.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import time_interleaved  # noqa: E402 - latency/timing.py, shipped beside this file
 RESULTS_FORMAT = "ofa-latency-results"
 
 
@@ -113,32 +116,6 @@ def device_info() -> dict:
     return info
 
 
-# ---------------------------------------------------------------------------- timing
-def summarize(samples: np.ndarray) -> dict:
-    p10, q1, med, q3 = np.percentile(samples, [10, 25, 50, 75])
-    return {"median_ms": float(med), "spread_ms": float((q3 - q1) / 2), "count": int(samples.size), "p10_ms": float(p10)}
-
-
-def time_interleaved(runners, rounds: int, per_round_ms: float, warmup: int = 5, min_runs: int = 3, max_runs: int = 400, step=None):
-    """Same protocol as the ofa package's `latency.timing.time_interleaved`."""
-    estimates = []
-    for runner in runners:
-        runner.run(2)
-        estimates.append(max(float(np.median(runner.run(warmup))), 1e-3))
-    samples = [[] for _ in runners]
-    for _ in range(rounds):
-        for i, runner in enumerate(runners):
-            start, count = time.perf_counter(), 0
-            while count < min_runs or ((time.perf_counter() - start) * 1e3 < per_round_ms and count < max_runs):
-                n = int(min(max_runs - count, 10, max(1, (per_round_ms - (time.perf_counter() - start) * 1e3) / estimates[i] / 2)))
-                n = max(n, min_runs - count, 1)
-                samples[i].append(runner.run(n))
-                count += n
-            if step:
-                step()
-    return [summarize(np.concatenate(s)) for s in samples]
-
-
 class Progress:
     """A minimal progress line with ETA (no tqdm on the device)."""
 
@@ -194,15 +171,15 @@ def main(argv=None) -> int:
     if results["call_overhead_ms"] is None:
         noop = manifest["noop"]
         noop_runner = make_runner(manifest, HERE / noop["file"], noop["input_shape"], args.threads)
-        results["call_overhead"] = time_interleaved([noop_runner], 3, 50.0, max_runs=2000)[0]
+        results["call_overhead"] = time_interleaved([noop_runner], 3, 50.0, max_runs=2000)[0].to_dict()
         results["call_overhead_ms"] = results["call_overhead"]["median_ms"]
     todo = [layer for layer in manifest["layers"] if layer["key"] not in results["entries"]]
     progress = Progress(len(todo) * args.rounds, "layers", args.quiet)
     for start in range(0, len(todo), args.chunk):
         chunk = todo[start : start + args.chunk]
         runners = [make_runner(manifest, HERE / layer["file"], layer["input_shape"], args.threads) for layer in chunk]
-        for layer, stats in zip(chunk, time_interleaved(runners, args.rounds, args.time_per_entry_ms / args.rounds, step=progress.step)):
-            results["entries"][layer["key"]] = stats
+        for layer, stats in zip(chunk, time_interleaved(runners, args.rounds, args.time_per_entry_ms / args.rounds, on_step=progress.step)):
+            results["entries"][layer["key"]] = stats.to_dict()
         save(out, results)
     if not args.skip_networks:
         for part in ("calibration", "validation"):
@@ -211,9 +188,9 @@ def main(argv=None) -> int:
             for start in range(0, len(nets), args.chunk):
                 chunk = nets[start : start + args.chunk]
                 runners = [make_runner(manifest, HERE / n["file"], n["input_shape"], args.threads) for n in chunk]
-                timed = time_interleaved(runners, args.net_rounds, args.time_per_net_ms / args.net_rounds, step=progress.step)
+                timed = time_interleaved(runners, args.net_rounds, args.time_per_net_ms / args.net_rounds, on_step=progress.step)
                 for net, stats in zip(chunk, timed):
-                    results["networks"][part][net["arch"]] = stats
+                    results["networks"][part][net["arch"]] = stats.to_dict()
                 save(out, results)
     results["complete"] = True
     save(out, results)

@@ -3,16 +3,19 @@
 Each runner is warmed up, then timed in several rounds that visit every runner in turn, so a burst
 of load from another process lands on a few samples of many runners rather than on all samples of
 one.  The median of the pooled samples is the latency; half the inter-quartile range is its spread.
+
+Needs only numpy: the remote-device bundle ships this file beside its runner (no ofa, no torch there).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from latency.runtimes import Runner
+if TYPE_CHECKING:
+    from latency.runtimes import Runner
 
 __all__ = ["STATISTICS", "Stats", "summarize", "time_interleaved"]
 
@@ -28,6 +31,9 @@ class Stats:
 
     def value(self, statistic: str) -> float:
         return self.p10_ms if statistic == "p10" else self.median_ms
+
+    def to_dict(self) -> dict[str, float]:
+        return {"median_ms": self.median_ms, "spread_ms": self.spread_ms, "count": self.count, "p10_ms": self.p10_ms}
 
 
 def summarize(samples: np.ndarray) -> Stats:
