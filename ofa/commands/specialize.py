@@ -10,7 +10,6 @@ and, for `--verify`, `work/supernet/`; writes `work/specialized/<name>/`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import shlex
@@ -105,10 +104,7 @@ def _resolve_space(args: argparse.Namespace, work: Path) -> SearchSpace:
         return SearchSpace.resolve(args.space)
     meta = Path(args.supernet or work / "supernet") / "supernet.json"
     if meta.is_file():
-        try:
-            return SearchSpace.from_dict(json.loads(meta.read_text())["space"])
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise OfaError(f"{meta} is corrupt ({exc}); pass --space explicitly") from None
+        return SearchSpace.resolve(meta.parent)  # the supernet's own space, class count included
     raise UsageError(f"no --space given and no supernet in {meta.parent}: pass --space (a preset such as ofa-mbv3-w1.0, or a .yaml/.json file)")
 
 
