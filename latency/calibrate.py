@@ -100,19 +100,20 @@ def fit_calibration(
     params = np.zeros_like(raw) if params is None else np.asarray(params, float)
     if len(raw) < 2:
         raise LatencyError(f"calibration needs at least 2 networks, got {len(raw)}: pass --n 10 or more")
-    candidates = ["scale"]
-    if np.ptp(raw) >= 1e-3 * raw.mean() and len(raw) >= 3:
-        candidates.append("scale+offset")
+    if np.ptp(raw) < 1e-3 * raw.mean():
+        candidates = ["scale"]
+    elif len(raw) == 2:
+        candidates = ["scale+offset"]  # the line through both
+    else:
+        candidates = ["scale", "scale+offset"]
         if len(raw) >= MIN_FOR_THREE_TERMS:
             candidates += [m for m, v in (("scale+layers+offset", layers), ("scale+params+offset", params)) if np.ptp(v) > 0]
-    if len(candidates) == 1 and len(raw) == 2 and np.ptp(raw) >= 1e-3 * raw.mean():
-        candidates = ["scale+offset"]  # two networks: the line through both
-    best = min(candidates, key=lambda m: _loo_error(_design(m, raw, layers, params), measured) if len(raw) > 2 else 0.0)
+    best = min(candidates, key=lambda m: _loo_error(_design(m, raw, layers, params), measured)) if len(candidates) > 1 else candidates[0]
     coef = dict(zip(("raw", *_MODELS[best]), _robust_fit(_design(best, raw, layers, params), measured)))
     keys = tuple(a.key() for a in archs)
     return Calibration(
         float(coef["raw"]), float(coef.get("offset", 0.0)), keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured),
-        float(coef.get("layers", 0.0)), float(coef.get("params", 0.0)), best,
+        float(coef.get("layers", 0.0)), float(coef.get("params", 0.0)),
     )
 
 

@@ -63,7 +63,7 @@ class Calibration:
     Fitted on whole networks.  The per-layer term models what a network pays per layer beyond the
     isolated layer's time (launches on a GPU); the per-parameter term, weights that stay in cache
     when one layer is timed alone but stream from memory inside a whole network (CPUs).  `model`
-    names the terms that were fitted (chosen by leave-one-out error, see `fit_calibration`).
+    names the fitted terms (chosen by leave-one-out error, see `fit_calibration`).
     """
 
     scale: float = 1.0
@@ -73,7 +73,12 @@ class Calibration:
     measured_ms: tuple[float, ...] = ()
     per_layer_ms: float = 0.0
     per_mparam_ms: float = 0.0
-    model: str = "scale+offset"
+
+    @property
+    def model(self) -> str:
+        """The fitted terms, e.g. "scale+params+offset" (a term that was not fitted is exactly 0)."""
+        terms = {"layers": self.per_layer_ms, "params": self.per_mparam_ms, "offset": self.offset_ms}
+        return "+".join(["scale", *(name for name, value in terms.items() if value)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +98,6 @@ class Calibration:
         return Calibration(
             float(d["scale"]), float(d["offset_ms"]), tuple(d.get("archs", ())), tuple(d.get("raw_ms", ())),
             tuple(d.get("measured_ms", ())), float(d.get("per_layer_ms", 0.0)), float(d.get("per_mparam_ms", 0.0)),
-            str(d.get("model", "scale+offset")),
         )
 
     def apply(self, raw_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:

@@ -176,11 +176,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     from latency.table import LatencyTable
 
     path = _table_file(args)
-    table, quiet = LatencyTable.load(path), not args.quiet
+    table, progress = LatencyTable.load(path), not args.quiet
     if args.validate:
-        table = calibrate_and_validate(table, args.n, args.validate, args.seed, args.time_per_net, progress=quiet)
+        table = calibrate_and_validate(table, args.n, args.validate, args.seed, args.time_per_net, progress=progress)
     else:
-        table = calibrate(table, n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=quiet)
+        table = calibrate(table, n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=progress)
     table.save(path)
     cal = table.calibration
     fit = f"{cal.scale:.4f} * sum"
