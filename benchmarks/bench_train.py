@@ -4,7 +4,8 @@
     python benchmarks/bench_train.py cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --static-minutes 60
         # hours on 2 cores: cifar-cpu progressive vs uniform, inherited vs from-scratch accuracy, Kendall tau,
         # and a static MobileNetV3-small trained for the same time.  Runs already in --work are reused;
-        # --set overrides cut the schedule for every run alike; --scratch 0 skips from-scratch training.
+        # --set overrides cut the schedule for every run alike; --scratch 0 skips from-scratch training;
+        # --time-match gives uniform/sandwich the minutes the progressive run took (not its subnet passes).
 
 Prints a table and writes benchmarks/results/bench_train_<mode>.json.  Timings are medians of
 interleaved repeats (the machine is shared and noisy); ratios are measured side by side.
@@ -56,12 +57,13 @@ def throughput(args: argparse.Namespace) -> dict:
     space = SearchSpace.preset(args.space)
     res = args.resolution or max(space.resolutions)
     torch.manual_seed(0)
-    net = Supernet(space).to(device)
-    static = net.extract(space.max_arch()).to(device).train()
-    teacher = net.extract(space.max_arch()).to(device).eval()
+    cl = torch.channels_last  # as `ofa train` runs (oneDNN/cuDNN's fast depthwise kernels)
+    net = Supernet(space).to(device, memory_format=cl)
+    static = net.extract(space.max_arch()).to(device, memory_format=cl).train()
+    teacher = net.extract(space.max_arch()).to(device, memory_format=cl).eval()
     schedule = make_schedule("cifar-cpu")
     sampler = SubnetSampler(space, "progressive", 0)
-    x = torch.randn(args.batch, 3, res, res, device=device)
+    x = torch.randn(args.batch, 3, res, res, device=device).contiguous(memory_format=cl)
     y = torch.randint(0, space.n_classes, (args.batch,), device=device)
     opt_net = make_optimizer(net, 0.01, 0.9, 5e-5)
     opt_static = make_optimizer(static, 0.01, 0.9, 5e-5)
@@ -127,6 +129,29 @@ def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
     cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
            "--sampler", sampler, "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def _probe_images_per_s(work: Path, data: str, sampler: str, extra: list[str]) -> float:
+    """Training images/s of `sampler` from a short run (30 steps) of its one phase."""
+    out = work / f"probe-{sampler}"
+    cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
+           "--sampler", sampler, "--out", str(out), "--force", "-q", *extra,
+           "--set", f"{sampler}.epochs=1", "--set", "steps_per_epoch=30", "--set", "eval_images=200", "--set", "calib_images=200"]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    phases = json.loads((out / "train_report.json").read_text())["phases"]
+    return float(phases[sampler]["images_per_s"])
+
+
+def _time_matched_epochs(work: Path, data: str, reference: str, sampler: str, extra: list[str]) -> float:
+    """Epochs of `sampler`'s single phase that fill the training seconds the `reference` run took."""
+    report = json.loads((work / reference / "train_report.json").read_text())
+    seconds = sum(p["seconds"] for p in report["phases"].values())
+    first = next(iter(report["phases"].values()))
+    images_per_epoch = first["steps"] / first["epochs"] * report["schedule"]["batch_size"] * report["world_size"]
+    rate = _probe_images_per_s(work, data, sampler, extra)
+    epochs = round(seconds * rate / images_per_epoch, 2)
+    print(f"{sampler}: {rate:.0f} images/s in a probe, {epochs} epochs fill {reference}'s {seconds / 60:.1f} min")
+    return epochs
 
 
 def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:
@@ -226,8 +251,13 @@ def cifar(args: argparse.Namespace) -> dict:
     space = SearchSpace.preset("cifar")
     work = Path(args.work)
     overrides = [x for o in args.set for x in ("--set", o)]
-    for sampler in args.samplers:
-        _run_train(work / sampler, args.data, sampler, overrides)
+    matched: dict[str, float] = {}
+    for i, sampler in enumerate(args.samplers):
+        extra = list(overrides)
+        if args.time_match and i > 0 and not (work / sampler / "train_report.json").is_file():
+            matched[sampler] = _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides)
+            extra += ["--set", f"{sampler}.epochs={matched[sampler]}"]
+        _run_train(work / sampler, args.data, sampler, extra)
     splits = load_dataset(args.data)
     mid = Arch((5,) * space.n_slots, (4.0,) * space.n_slots, (3,) * space.n_stages, 28)
     named = {"min": space.min_arch(), "mid": mid, "max": space.max_arch()}
@@ -254,7 +284,7 @@ def cifar(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "train cifar", "machine": _machine(), "overrides": args.set, "rows": rows, "kendall_tau": tau,
         "n_archs": len(archs), "archs": [str(a) for a in archs], "inherited": inherited, "scratch": scratch,
-        "scratch_epochs": epochs, "minutes": minutes, "static_baseline": static, "command": " ".join(sys.argv),
+        "scratch_epochs": epochs, "minutes": minutes, "time_matched_epochs": matched, "static_baseline": static, "command": " ".join(sys.argv),
     }
 
 
@@ -273,6 +303,8 @@ def main() -> None:
     c.add_argument("--n-archs", type=int, default=8, help="archs evaluated from the first sampler's supernet")
     c.add_argument("--samplers", nargs="+", default=["progressive", "uniform"], choices=["progressive", "uniform", "sandwich"])
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="schedule override for every run (repeatable)")
+    c.add_argument("--time-match", action="store_true",
+                   help="give every later sampler the training minutes the first one took (epochs from a 30-step probe)")
     c.add_argument("--scratch", type=int, default=8, help="how many of the archs to also train from scratch (0: none)")
     c.add_argument("--static-minutes", type=float, default=0.0, help="also train torchvision MobileNetV3-small for this long")
     c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")

@@ -505,18 +505,22 @@ PRESETS: dict[str, SearchSpace] = {
     # the published ofa_mbv3_d234_e346_k357_w1.0 / _w1.2 supernets
     "ofa-mbv3-w1.0": _mbv3("ofa-mbv3-w1.0", 1.0),
     "ofa-mbv3-w1.2": _mbv3("ofa-mbv3-w1.2", 1.2),
-    # the same family for 32x32 inputs: stride-1 stem, so 32 px ends at 2x2 (24 px too)
+    # The same family for 32x32 inputs, with MobileNetV3-small's spatial plan for CIFAR (stride-1
+    # stem, stride-2 first block): 32 px runs at 16, 8, 4, 2, 2, 2 through the stages.  Why: with a
+    # stride-1 first block (and a stride-2 last stage) the max subnet cost 48.8 M MACs and trained at
+    # 190 images/s on 2 cores, so a 60-minute schedule saw the full network for only 5 epochs; this
+    # plan costs 18.8 M MACs (min 3.9 M) and trains 2.7x faster with the same widths and choices.
     "cifar": SearchSpace(
         name="cifar",
         stem_width=16,
         stem_stride=1,
-        first_block=StageSpec(16, 1, "relu", False),
+        first_block=StageSpec(16, 2, "relu", False),
         stages=(
             StageSpec(24, 2, "relu", False),
             StageSpec(40, 2, "relu", True),
             StageSpec(80, 2, "hswish", False),
             StageSpec(112, 1, "hswish", True),
-            StageSpec(160, 2, "hswish", True),
+            StageSpec(160, 1, "hswish", True),
         ),
         kernel_sizes=(3, 5, 7),
         expand_ratios=(3.0, 4.0, 6.0),

@@ -163,15 +163,16 @@ _PAPER = _progressive(
 )
 
 # About 60 minutes on 2 CPU cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
-# machine).  Sized from a measured run of an earlier, smaller sizing (teacher 5, kernel 1, depth
-# 0.25 + 0.5, expand 0.15 + 0.4 epochs: 38 minutes on 2026-11-23), whose phases took 299, 217, 360,
-# 318, 520 and 525 s per epoch (later phases run 2-4 subnets plus the teacher's forward per step).
-# The teacher gets most of the budget (it bounds the largest subnet); expand2 gets the most of the
-# rest, since that is where the smallest subnets gain most.
+# machine), sized from a probe of every phase on 2026-11-24 (25 steps each, 45k training images):
+# 101, 86, 139, 127, 205 and 192 s per epoch for teacher, kernel, depth1, depth2, expand1, expand2
+# (later phases run 2-4 subnets plus the teacher's forward per step); about 56 minutes of steps plus
+# the per-phase evaluations.  The teacher gets the largest share (it bounds every subnet); expand2
+# gets most of the rest, since the smallest subnets gain most there.  The elastic phases are short,
+# so their learning rates are a larger fraction of the teacher's than in the paper's 125-epoch phases.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
-    teacher=(7, 0.15, 0.3), kernel=(1.25, 0.03, 0), depth1=(0.4, 0.01, 0), depth2=(0.8, 0.02, 0),
-    expand1=(0.3, 0.01, 0), expand2=(1.1, 0.02, 0),
+    teacher=(13, 0.15, 0.3), kernel=(2, 0.05, 0), depth1=(1, 0.02, 0), depth2=(3, 0.04, 0),
+    expand1=(1, 0.02, 0), expand2=(6, 0.04, 0),
     batch_size=128, weight_decay=5e-5, label_smoothing=0.1, dropout=0.0, eval_images=5000,
 )
 
