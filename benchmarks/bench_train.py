@@ -254,8 +254,12 @@ def cifar(args: argparse.Namespace) -> dict:
     matched: dict[str, float] = {}
     for i, sampler in enumerate(args.samplers):
         extra = list(overrides)
-        if args.time_match and i > 0 and not (work / sampler / "train_report.json").is_file():
-            matched[sampler] = _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides)
+        if args.time_match and i > 0:
+            # kept beside the run, so an interrupted run resumes with the same epochs
+            record = work / f"{sampler}-time-match.json"
+            if not record.is_file():
+                atomic_write_json(record, {"epochs": _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides)})
+            matched[sampler] = json.loads(record.read_text())["epochs"]
             extra += ["--set", f"{sampler}.epochs={matched[sampler]}"]
         _run_train(work / sampler, args.data, sampler, extra)
     splits = load_dataset(args.data)
