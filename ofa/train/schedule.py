@@ -162,13 +162,13 @@ _PAPER = _progressive(
     batch_size=2048, weight_decay=3e-5, label_smoothing=0.1, dropout=0.1,
 )
 
-# About 60 minutes on 2 CPU cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
-# machine), sized from a probe of every phase on 2026-11-24 (25 steps each, 45k training images):
-# 101, 86, 139, 127, 205 and 192 s per epoch for teacher, kernel, depth1, depth2, expand1, expand2
-# (later phases run 2-4 subnets plus the teacher's forward per step); about 56 minutes of steps plus
-# the per-phase evaluations.  The teacher gets the largest share (it bounds every subnet); expand2
-# gets most of the rest, since the smallest subnets gain most there.  The elastic phases are short,
-# so their learning rates are a larger fraction of the teacher's than in the paper's 125-epoch phases.
+# About 50 minutes on 2 CPU cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
+# machine), sized from a probe of every phase on 2026-11-24 (25 steps each).  The full run took 50.5
+# minutes of steps (1182, 158, 131, 352, 180 and 1028 s for teacher, kernel, depth1, depth2, expand1,
+# expand2: later phases run 2-4 subnets plus the teacher's forward per step).  The teacher gets the
+# largest share (it bounds every subnet); expand2 gets most of the rest, since the smallest subnets
+# gain most there.  The elastic phases are short, so their learning rates are a larger fraction of
+# the teacher's than in the paper's 125-epoch phases.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
     teacher=(13, 0.15, 0.3), kernel=(2, 0.05, 0), depth1=(1, 0.02, 0), depth2=(3, 0.04, 0),
