@@ -126,6 +126,11 @@ def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
     if report.is_file() and json.loads(report.read_text()).get("complete") and (out / "supernet").is_dir():
         print(f"reusing the finished run in {out}")
         return
+    _train(out, data, sampler, extra)
+
+
+def _train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
+    """`ofa train` of the cifar space with the cifar-cpu schedule (re-running it resumes)."""
     cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
            "--sampler", sampler, "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -134,10 +139,8 @@ def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
 def _probe_images_per_s(work: Path, data: str, sampler: str, extra: list[str]) -> float:
     """Training images/s of `sampler` from a short run (150 steps; 30 steps under-read the uniform sampler by 25%, start-up included)."""
     out = work / f"probe-{sampler}"
-    cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
-           "--sampler", sampler, "--out", str(out), "--force", "-q", *extra,
-           "--set", f"{sampler}.epochs=1", "--set", "steps_per_epoch=150", "--set", "eval_images=200", "--set", "calib_images=200"]
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    _train(out, data, sampler, [*extra, "--force", "--set", f"{sampler}.epochs=1", "--set", "steps_per_epoch=150",
+                                "--set", "eval_images=200", "--set", "calib_images=200"])
     phases = json.loads((out / "train_report.json").read_text())["phases"]
     return float(phases[sampler]["images_per_s"])
 
