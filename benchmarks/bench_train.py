@@ -139,22 +139,30 @@ def _train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
 def _probe_images_per_s(work: Path, data: str, sampler: str, extra: list[str]) -> float:
     """Training images/s of `sampler` from a short run (150 steps; 30 steps under-read the uniform sampler by 25%, start-up included)."""
     out = work / f"probe-{sampler}"
-    _train(out, data, sampler, [*extra, "--force", "--set", f"{sampler}.epochs=1", "--set", "steps_per_epoch=150",
+    _train(out, data, sampler, [*extra, "--force", "--set", f"{sampler}.epochs=1", "--set", "epoch_scale=1", "--set", "steps_per_epoch=150",
                                 "--set", "eval_images=200", "--set", "calib_images=200"])
     phases = json.loads((out / "train_report.json").read_text())["phases"]
     return float(phases[sampler]["images_per_s"])
 
 
 def _time_matched_epochs(work: Path, data: str, reference: str, sampler: str, extra: list[str]) -> float:
-    """Epochs of `sampler`'s single phase that fill the training seconds the `reference` run took."""
+    """Epochs of `sampler`'s single phase that fill the training seconds the `reference` run took.
+
+    Returned in the schedule's own units: the run multiplies them by its `epoch_scale` again.
+    """
     report = json.loads((work / reference / "train_report.json").read_text())
     seconds = sum(p["seconds"] for p in report["phases"].values())
     first = next(iter(report["phases"].values()))
     images_per_epoch = first["steps"] / first["epochs"] * report["schedule"]["batch_size"] * report["world_size"]
     rate = _probe_images_per_s(work, data, sampler, extra)
-    epochs = round(seconds * rate / images_per_epoch, 2)
-    print(f"{sampler}: {rate:.0f} images/s in a probe, {epochs} epochs fill {reference}'s {seconds / 60:.1f} min")
-    return epochs
+    epochs = seconds * rate / images_per_epoch
+    print(f"{sampler}: {rate:.0f} images/s in a probe, {epochs:.2f} epochs fill {reference}'s {seconds / 60:.1f} min")
+    return round(epochs / make_schedule("cifar-cpu", sampler, _set_values(extra)).epoch_scale, 3)
+
+
+def _set_values(extra: list[str]) -> list[str]:
+    """The KEY=VALUE strings of a `--set K=V --set ...` argument list."""
+    return [v for flag, v in zip(extra, extra[1:]) if flag == "--set"]
 
 
 def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:

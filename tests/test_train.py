@@ -68,6 +68,18 @@ def test_overrides_change_numbers_and_refuse_bad_keys():
         make_schedule("imagenet-fast")
 
 
+def test_epoch_scale_shortens_every_phase_of_a_run(tmp_path: Path, one_thread):
+    """`epoch_scale` fits a schedule to a slower machine: every phase (and its warm-up) runs that share of its steps."""
+    assert make_schedule("cifar-cpu", overrides=["epoch_scale=0.5"]).total_epochs == pytest.approx(make_schedule("cifar-cpu").total_epochs / 2)
+    with pytest.raises(ScheduleError, match="epoch_scale"):
+        make_schedule("smoke", overrides=["epoch_scale=0"])
+    out = tmp_path / "w"
+    assert main(["train", *FAST, "--set", "steps_per_epoch=4", "--set", "epoch_scale=0.5", "--out", str(out)]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert [e["steps"] for e in report["phases"].values()] == [2] * 6
+    assert [e["epochs"] for e in report["phases"].values()] == [0.5] * 6
+
+
 def test_uniform_and_sandwich_get_the_same_budget_of_subnet_passes():
     progressive = make_schedule("cifar-cpu")
     passes = sum(p.epochs * p.n_subnets for p in progressive.phases)

@@ -4,7 +4,7 @@ A phase restricts the space to the top-`n` choices of each dimension (0 = all ch
 schedule works for any space: the teacher keeps only the largest kernel, expand and depth; elastic
 kernel opens all kernels; the depth phases open the two largest depths, then all; the expand
 phases the two largest expand ratios, then all.  Numbers are overridable by `KEY=VALUE` strings
-(`teacher.epochs=3`, `batch_size=64`, `lr_scale=0.5`), from the command line or a config file.
+(`teacher.epochs=3`, `batch_size=64`, `lr_scale=0.5`, `epoch_scale=0.5`), from the command line or a config file.
 """
 from __future__ import annotations
 
@@ -60,13 +60,14 @@ class Schedule:
     kd_ratio: float = 1.0
     dropout: float = 0.1
     lr_scale: float = 1.0  # multiplies every phase's lr
+    epoch_scale: float = 1.0  # multiplies every phase's epochs and warm-up (fit a schedule to a slower machine)
     steps_per_epoch: int = 0  # cap on steps per epoch (0 = the whole training split)
     eval_images: int = 0  # test images for the per-phase report (0 = all)
     calib_images: int = 2000  # BN re-calibration images for the per-phase report
 
     @property
     def total_epochs(self) -> float:
-        return sum(p.epochs for p in self.phases)
+        return sum(p.epochs for p in self.phases) * self.epoch_scale
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,6 +106,8 @@ class Schedule:
             p.validate()
         if self.batch_size < 1:
             raise ScheduleError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epoch_scale <= 0:
+            raise ScheduleError(f"epoch_scale must be > 0, got {self.epoch_scale}")
         if self.kd_ratio < 0 or self.lr_scale <= 0 or not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
             raise ScheduleError("kd_ratio must be >= 0, lr_scale > 0, label_smoothing and dropout in [0, 1)")
         if min(self.steps_per_epoch, self.eval_images, self.weight_decay) < 0 or self.calib_images < 1:
