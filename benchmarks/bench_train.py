@@ -1,9 +1,9 @@
 """Training benchmarks for `ofa train`.
 
     python benchmarks/bench_train.py throughput            # ~2 min: images/s per phase, supernet vs static
-    python benchmarks/bench_train.py cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --static-minutes 60
+    python benchmarks/bench_train.py cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --static-minutes match
         # hours on 2 cores: cifar-cpu progressive vs uniform, inherited vs from-scratch accuracy, Kendall tau,
-        # and a static MobileNetV3-small trained for the same time.  Runs already in --work are reused;
+        # and a static MobileNetV3-small trained for the same time.  Runs and results already in --work are reused;
         # --set overrides cut the schedule for every run alike; --scratch 0 skips from-scratch training;
         # --time-match gives uniform/sandwich the minutes the progressive run took (not its subnet passes).
 
@@ -249,6 +249,18 @@ def _static_baseline(splits, minutes: float, batch: int, seed: int) -> dict:
     }
 
 
+def _cached(path: Path, key: dict, compute):
+    """compute() once per `key`: the result is kept in `path`, so an interrupted benchmark resumes."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("key") == key:
+            print(f"reusing {path.name}")
+            return record["value"]
+    value = compute()
+    atomic_write_json(path, {"key": key, "value": value})
+    return value
+
+
 def _report_minutes(run_dir: Path) -> float:
     report = json.loads((run_dir / "train_report.json").read_text())
     return sum(p["seconds"] for p in report["phases"].values()) / 60
@@ -279,14 +291,18 @@ def cifar(args: argparse.Namespace) -> dict:
     archs = list(named.values()) + space.sample_many(args.seed, max(0, args.n_archs - 3))
     inherited = {s: _inherited(work / s / "supernet", archs if s == args.samplers[0] else archs[:3], splits) for s in args.samplers}
     epochs = make_schedule("cifar-cpu", overrides=args.set).total_epochs
-    scratch = [_scratch(space, a, splits, epochs, 128, 0.15, args.seed) for a in archs[: args.scratch]]
+    scratch = [_cached(work / f"scratch-{i}.json", {"arch": str(a), "epochs": epochs, "seed": args.seed},
+                       lambda a=a: _scratch(space, a, splits, epochs, 128, 0.15, args.seed))
+               for i, a in enumerate(archs[: args.scratch])]
     rows = {
         name: {**{s: inherited[s][i] for s in args.samplers}, "scratch": scratch[i] if i < len(scratch) else None}
         for i, name in enumerate(named)
     }
     tau = float(kendalltau(inherited[args.samplers[0]][: len(scratch)], scratch).statistic) if len(scratch) >= 3 else None
-    static = _static_baseline(splits, args.static_minutes, 128, args.seed) if args.static_minutes > 0 else None
     minutes = {s: _report_minutes(work / s) for s in args.samplers}
+    static_minutes = minutes[args.samplers[0]] if args.static_minutes == "match" else float(args.static_minutes)
+    static = _cached(work / "static.json", {"minutes": round(static_minutes, 2), "seed": args.seed},
+                     lambda: _static_baseline(splits, static_minutes, 128, args.seed)) if static_minutes > 0 else None
     print(f"{'subnet':<8}" + "".join(f"{s:>13}" for s in args.samplers) + f"{'scratch':>10}")
     for name, r in rows.items():
         cells = "".join(f"{r[s]:>13.4f}" for s in args.samplers)
@@ -321,7 +337,8 @@ def main() -> None:
     c.add_argument("--time-match", action="store_true",
                    help="give every later sampler the training minutes the first one took (epochs from a 150-step probe)")
     c.add_argument("--scratch", type=int, default=8, help="how many of the archs to also train from scratch (0: none)")
-    c.add_argument("--static-minutes", type=float, default=0.0, help="also train torchvision MobileNetV3-small for this long")
+    c.add_argument("--static-minutes", default="0",
+                   help="also train torchvision MobileNetV3-small for this many minutes ('match': as long as the first sampler's run)")
     c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")
     c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

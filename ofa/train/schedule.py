@@ -165,13 +165,16 @@ _PAPER = _progressive(
     batch_size=2048, weight_decay=3e-5, label_smoothing=0.1, dropout=0.1,
 )
 
-# About 50 minutes on 2 CPU cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
-# machine), sized from a probe of every phase on 2026-11-24 (25 steps each).  The full run took 50.5
+# About 50 minutes on 2 Zen 4 cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
+# machine), sized from a probe of every phase on 2026-11-24 (25 steps each); 113 minutes on a 2-core
+# Sapphire Rapids VM (2026-12-04), where `epoch_scale=0.5` fits an hour.  The full run took 50.5
 # minutes of steps (1182, 158, 131, 352, 180 and 1028 s for teacher, kernel, depth1, depth2, expand1,
 # expand2: later phases run 2-4 subnets plus the teacher's forward per step).  The teacher gets the
 # largest share (it bounds every subnet); expand2 gets most of the rest, since the smallest subnets
 # gain most there.  The elastic phases are short, so their learning rates are a larger fraction of
-# the teacher's than in the paper's 125-epoch phases.
+# the teacher's than in the paper's 125-epoch phases.  Teacher probes (4 epochs, 2026-11-24 and
+# 2026-12-04): lr 0.15 with weight decay 5e-5 reached 64.7% max-subnet top-1; lr 0.4 (warm-up 0.6)
+# with weight decay 5e-4 reached 61.7%: at these budgets the teacher underfits, so decay stays low.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
     teacher=(13, 0.15, 0.3), kernel=(2, 0.05, 0), depth1=(1, 0.02, 0), depth2=(3, 0.04, 0),
