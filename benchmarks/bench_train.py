@@ -145,7 +145,7 @@ def _probe_images_per_s(work: Path, data: str, sampler: str, extra: list[str]) -
     return float(phases[sampler]["images_per_s"])
 
 
-def _time_matched_epochs(work: Path, data: str, reference: str, sampler: str, extra: list[str]) -> float:
+def _time_matched_epochs(work: Path, data: str, reference: str, sampler: str, extra: list[str], epoch_scale: float) -> float:
     """Epochs of `sampler`'s single phase that fill the training seconds the `reference` run took.
 
     Returned in the schedule's own units: the run multiplies them by its `epoch_scale` again.
@@ -157,12 +157,7 @@ def _time_matched_epochs(work: Path, data: str, reference: str, sampler: str, ex
     rate = _probe_images_per_s(work, data, sampler, extra)
     epochs = seconds * rate / images_per_epoch
     print(f"{sampler}: {rate:.0f} images/s in a probe, {epochs:.2f} epochs fill {reference}'s {seconds / 60:.1f} min")
-    return round(epochs / make_schedule("cifar-cpu", sampler, _set_values(extra)).epoch_scale, 3)
-
-
-def _set_values(extra: list[str]) -> list[str]:
-    """The KEY=VALUE strings of a `--set K=V --set ...` argument list."""
-    return [v for flag, v in zip(extra, extra[1:]) if flag == "--set"]
+    return round(epochs / epoch_scale, 3)
 
 
 def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:
@@ -274,6 +269,7 @@ def cifar(args: argparse.Namespace) -> dict:
     space = SearchSpace.preset("cifar")
     work = Path(args.work)
     overrides = [x for o in args.set for x in ("--set", o)]
+    schedule = make_schedule("cifar-cpu", overrides=args.set)
     matched: dict[str, float] = {}
     for i, sampler in enumerate(args.samplers):
         extra = list(overrides)
@@ -281,7 +277,7 @@ def cifar(args: argparse.Namespace) -> dict:
             # kept beside the run, so an interrupted run resumes with the same epochs
             record = work / f"{sampler}-time-match.json"
             if not record.is_file():
-                atomic_write_json(record, {"epochs": _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides)})
+                atomic_write_json(record, {"epochs": _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides, schedule.epoch_scale)})
             matched[sampler] = json.loads(record.read_text())["epochs"]
             extra += ["--set", f"{sampler}.epochs={matched[sampler]}"]
         _run_train(work / sampler, args.data, sampler, extra)
@@ -290,7 +286,7 @@ def cifar(args: argparse.Namespace) -> dict:
     named = {"min": space.min_arch(), "mid": mid, "max": space.max_arch()}
     archs = list(named.values()) + space.sample_many(args.seed, max(0, args.n_archs - 3))
     inherited = {s: _inherited(work / s / "supernet", archs if s == args.samplers[0] else archs[:3], splits) for s in args.samplers}
-    epochs = make_schedule("cifar-cpu", overrides=args.set).total_epochs
+    epochs = schedule.total_epochs
     scratch = [_cached(work / f"scratch-{i}.json", {"arch": str(a), "epochs": epochs, "seed": args.seed},
                        lambda a=a: _scratch(space, a, splits, epochs, 128, 0.15, args.seed))
                for i, a in enumerate(archs[: args.scratch])]
@@ -300,7 +296,7 @@ def cifar(args: argparse.Namespace) -> dict:
     }
     tau = float(kendalltau(inherited[args.samplers[0]][: len(scratch)], scratch).statistic) if len(scratch) >= 3 else None
     minutes = {s: _report_minutes(work / s) for s in args.samplers}
-    static_minutes = minutes[args.samplers[0]] if args.static_minutes == "match" else float(args.static_minutes)
+    static_minutes = minutes[args.samplers[0]] if args.static_minutes == "match" else args.static_minutes
     static = _cached(work / "static.json", {"minutes": round(static_minutes, 2), "seed": args.seed},
                      lambda: _static_baseline(splits, static_minutes, 128, args.seed)) if static_minutes > 0 else None
     print(f"{'subnet':<8}" + "".join(f"{s:>13}" for s in args.samplers) + f"{'scratch':>10}")
@@ -317,6 +313,16 @@ def cifar(args: argparse.Namespace) -> dict:
         "n_archs": len(archs), "archs": [str(a) for a in archs], "inherited": inherited, "scratch": scratch,
         "scratch_epochs": epochs, "minutes": minutes, "time_matched_epochs": matched, "static_baseline": static, "command": " ".join(sys.argv),
     }
+
+
+def _minutes_or_match(text: str) -> float | str:
+    """`--static-minutes`: a number of minutes or 'match'."""
+    if text == "match":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of minutes nor 'match'") from None
 
 
 def main() -> None:
@@ -337,7 +343,7 @@ def main() -> None:
     c.add_argument("--time-match", action="store_true",
                    help="give every later sampler the training minutes the first one took (epochs from a 150-step probe)")
     c.add_argument("--scratch", type=int, default=8, help="how many of the archs to also train from scratch (0: none)")
-    c.add_argument("--static-minutes", default="0",
+    c.add_argument("--static-minutes", type=_minutes_or_match, default=0.0,
                    help="also train torchvision MobileNetV3-small for this many minutes ('match': as long as the first sampler's run)")
     c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")
     c.add_argument("--seed", type=int, default=0)

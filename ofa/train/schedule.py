@@ -65,9 +65,13 @@ class Schedule:
     eval_images: int = 0  # test images for the per-phase report (0 = all)
     calib_images: int = 2000  # BN re-calibration images for the per-phase report
 
+    def run_epochs(self, phase: Phase) -> tuple[float, float]:
+        """(epochs, warm-up epochs) that `phase` actually runs: its own numbers times `epoch_scale`."""
+        return phase.epochs * self.epoch_scale, phase.warmup_epochs * self.epoch_scale
+
     @property
     def total_epochs(self) -> float:
-        return sum(p.epochs for p in self.phases) * self.epoch_scale
+        return sum(self.run_epochs(p)[0] for p in self.phases)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -192,8 +192,9 @@ class _Loop:
             mean=self.splits.info["mean"], std=self.splits.info["std"], hflip=self.splits.info["hflip"],
         )
         per_epoch = len(loader) if schedule.steps_per_epoch <= 0 else min(len(loader), schedule.steps_per_epoch)
-        total = int(math.ceil(phase.epochs * schedule.epoch_scale * per_epoch))
-        warmup = int(round(phase.warmup_epochs * schedule.epoch_scale * per_epoch))
+        epochs, warmup_epochs = schedule.run_epochs(phase)
+        total = int(math.ceil(epochs * per_epoch))
+        warmup = int(round(warmup_epochs * per_epoch))
         if total == 0:
             self._end_phase(index, phase, elapsed, None)
             return
@@ -317,7 +318,7 @@ class _Loop:
             for buffer in self.net.buffers():
                 torch.distributed.broadcast(buffer, 0)
         digests = all_gather_objects(self.ctx, (self.subnet_digest.hexdigest(), _weights_digest(self.net, buffers=False)))
-        entry: dict[str, Any] = {"index": index, "epochs": phase.epochs * self.schedule.epoch_scale, **(stats or {"steps": 0})}
+        entry: dict[str, Any] = {"index": index, "epochs": self.schedule.run_epochs(phase)[0], **(stats or {"steps": 0})}
         if self.ctx.distributed:
             entry["ranks_agree"] = {
                 "subnets": len({d[0] for d in digests}) == 1,
