@@ -80,6 +80,20 @@ def test_epoch_scale_shortens_every_phase_of_a_run(tmp_path: Path, one_thread):
     assert [e["epochs"] for e in report["phases"].values()] == [0.5] * 6
 
 
+def test_a_phase_can_train_at_its_largest_resolutions_only(tmp_path: Path, one_thread):
+    """`PHASE.resolutions=n` trains that phase at the space's n largest resolutions; other phases keep all of them."""
+    with pytest.raises(ScheduleError, match="resolutions"):
+        make_schedule("smoke", overrides=["teacher.resolutions=-1"])
+    out = tmp_path / "w"
+    assert main(["train", *FAST, "--set", "steps_per_epoch=8", "--set", "teacher.resolutions=1", "--out", str(out)]) == 0
+    seen: dict[str, set[int]] = {}
+    for line in (out / "train_log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        seen.setdefault(record["phase"], set()).add(record["resolution"])
+    assert seen["teacher"] == {max(TINY.resolutions)}
+    assert len(set().union(*(r for name, r in seen.items() if name != "teacher"))) > 1
+
+
 def test_uniform_and_sandwich_get_the_same_budget_of_subnet_passes():
     progressive = make_schedule("cifar-cpu")
     passes = sum(p.epochs * p.n_subnets for p in progressive.phases)
@@ -104,6 +118,20 @@ def test_phases_open_only_their_choices():
         assert len(archs) == 4 and all(set(a.expand) <= {3.0, 4.0} for a in archs)
     seen = {d for step in range(30) for a in sampler.sample(3, s.phase("depth2"), step, 16) for d in a.depth}
     assert seen == set(TINY.depths)
+
+
+def test_smallest_puts_the_phases_smallest_subnet_in_every_step():
+    s = make_schedule("smoke", overrides=["expand1.smallest=true", "expand2.smallest=true"])
+    sampler = SubnetSampler(TINY, "progressive", seed=3)
+    n = len(TINY.stages)
+    for step in range(5):
+        first, *rest = sampler.sample(4, s.phase("expand1"), step, 16)
+        assert first == Arch((3,) * TINY.n_slots, (3.0,) * TINY.n_slots, (1,) * n, 16)  # expand1 opens e3/e4 only
+        assert len(rest) == 3
+        first, *rest = sampler.sample(5, s.phase("expand2"), step, 20)
+        smallest = TINY.min_arch()
+        assert first == Arch(smallest.kernel, smallest.expand, smallest.depth, 20)
+    assert all(len(sampler.sample(3, s.phase("depth2"), step, 16)) == 2 for step in range(3))
 
 
 def test_sampler_draws_are_a_function_of_seed_phase_and_step():

@@ -51,6 +51,8 @@ class SubnetSampler:
         archs = []
         if self.kind == "sandwich":
             archs += [self._uniform(open_, -1, resolution), self._uniform(open_, 0, resolution)]
+        elif phase.smallest:
+            archs.append(self._uniform(open_, 0, resolution))
         while len(archs) < phase.n_subnets:
             archs.append(self._random(open_, rng, resolution))
         return archs[: phase.n_subnets]

@@ -3,7 +3,8 @@
 A phase restricts the space to the top-`n` choices of each dimension (0 = all choices), so the same
 schedule works for any space: the teacher keeps only the largest kernel, expand and depth; elastic
 kernel opens all kernels; the depth phases open the two largest depths, then all; the expand
-phases the two largest expand ratios, then all.  Numbers are overridable by `KEY=VALUE` strings
+phases the two largest expand ratios, then all.  Input resolution is opened the same way
+(`teacher.resolutions=1`: the teacher trains at the largest resolution only).  Numbers are overridable by `KEY=VALUE` strings
 (`teacher.epochs=3`, `batch_size=64`, `lr_scale=0.5`, `epoch_scale=0.5`), from the command line or a config file.
 """
 from __future__ import annotations
@@ -34,16 +35,18 @@ class Phase:
     kernels: int = 0  # open the largest n kernel sizes (0 = all)
     expands: int = 0  # open the largest n expand ratios (0 = all)
     depths: int = 0  # open the largest n depths (0 = all)
+    resolutions: int = 0  # train at the largest n input resolutions (0 = all)
     sort_channels: int = -1  # channel importance sorting at phase start with this many protected groups (-1: none)
     distill: bool = True  # distil from the frozen teacher (or, in sandwich, from the largest subnet)
+    smallest: bool = False  # one of the step's n subnets is the smallest the phase allows (the sandwich rule's lower end)
 
     def validate(self) -> "Phase":
         if self.epochs < 0 or self.lr < 0 or self.warmup_epochs < 0:
             raise ScheduleError(f"phase {self.name}: epochs, lr and warmup_epochs must be >= 0")
         if self.n_subnets < 1:
             raise ScheduleError(f"phase {self.name}: n_subnets must be >= 1, got {self.n_subnets}")
-        if min(self.kernels, self.expands, self.depths) < 0:
-            raise ScheduleError(f"phase {self.name}: kernels, expands and depths are counts of open choices (0 = all)")
+        if min(self.kernels, self.expands, self.depths, self.resolutions) < 0:
+            raise ScheduleError(f"phase {self.name}: kernels, expands, depths and resolutions are counts of open choices (0 = all)")
         return self
 
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ofa.data import BatchLoader, DataSplits, load_dataset
@@ -31,7 +32,7 @@ from ofa.train.distill import subnet_loss
 from ofa.train.distributed import DistContext, all_gather_objects, init_distributed
 from ofa.train.optim import lr_at, make_optimizer
 from ofa.train.samplers import SubnetSampler
-from ofa.train.schedule import Phase, Schedule
+from ofa.train.schedule import Phase, Schedule, top_choices
 from ofa.train.state import Progress, RunPaths, TrainStateError, check_run_dir, load_state, save_state, start_run_dir
 
 __all__ = ["TrainConfig", "TrainOutcome", "TrainError", "train"]
@@ -187,7 +188,7 @@ class _Loop:
     def _run_phase(self, index: int, phase: Phase, step: int, optimizer_state: Any, elapsed) -> None:
         net, schedule = self.net, self.schedule
         loader = BatchLoader(
-            self.splits.train, schedule.batch_size, train=True, resolutions=net.space.resolutions,
+            self.splits.train, schedule.batch_size, train=True, resolutions=top_choices(net.space.resolutions, phase.resolutions),
             seed=self.config.seed * 1000 + index, rank=self.ctx.rank, world_size=self.ctx.world_size,
             mean=self.splits.info["mean"], std=self.splits.info["std"], hflip=self.splits.info["hflip"],
         )
@@ -263,7 +264,7 @@ class _Loop:
         teacher_logits = None
         if self.teacher is not None and phase.distill:
             with torch.no_grad(), autocast:
-                teacher_logits = self.teacher(x)
+                teacher_logits = self.teacher(self._teacher_input(x))
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for i, arch in enumerate(archs):
@@ -283,6 +284,16 @@ class _Loop:
             total += float(loss.detach())
         optimizer.step()
         return total / len(archs)
+
+    def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch at a resolution the teacher was trained at: a teacher trained at 32 px only is
+        close to chance on 24-px inputs (its BatchNorm statistics and filters expect 32 px), so a
+        smaller batch is upsampled to the teacher's largest training resolution."""
+        trained = top_choices(self.net.space.resolutions, self.schedule.phases[0].resolutions)
+        if x.shape[-1] in trained:
+            return x
+        size = max(trained)
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).contiguous(memory_format=torch.channels_last)
 
     def _teacher(self, index: int, phase: Phase) -> StaticNet | None:
         """The frozen max subnet after the teacher phase (progressive only), read back on resume."""
