@@ -160,6 +160,8 @@ class _Loop:
             self.model = DistributedDataParallel(self.net, device_ids=ids, find_unused_parameters=True)
         self.sampler = SubnetSampler(net.space, config.sampler, config.seed)
         self.teacher: StaticNet | None = None
+        # the sizes the teacher phase (phase 0) trained at: smaller KD batches are upsampled to the largest
+        self.teacher_resolutions = top_choices(self.net.space.resolutions, self.schedule.phases[0].resolutions)
         self.subnet_digest = hashlib.sha256()
         self.report = _read_report(paths) if resumed else {}
         self.report.setdefault("phases", {})
@@ -289,10 +291,9 @@ class _Loop:
         """The batch at a resolution the teacher was trained at: a teacher trained at 32 px only is
         close to chance on 24-px inputs (its BatchNorm statistics and filters expect 32 px), so a
         smaller batch is upsampled to the teacher's largest training resolution."""
-        trained = top_choices(self.net.space.resolutions, self.schedule.phases[0].resolutions)
-        if x.shape[-1] in trained:
+        if x.shape[-1] in self.teacher_resolutions:
             return x
-        size = max(trained)
+        size = max(self.teacher_resolutions)
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).contiguous(memory_format=torch.channels_last)
 
     def _teacher(self, index: int, phase: Phase) -> StaticNet | None:
