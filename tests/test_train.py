@@ -234,7 +234,9 @@ def test_refuses_other_space_other_settings_and_nothing_to_resume(reference_run:
     (copy / "run" / "state.pt").write_bytes(b"garbage")
     assert main(["train", *FAST, "--out", str(copy)]) == 1
     assert "unreadable" in capsys.readouterr().err
-    assert main(["train", *FAST, "--out", str(copy), "--set", "teacher.nonsense=1"]) == 1
+    with pytest.raises(SystemExit) as usage:  # a bad override is a usage error: exit code 2
+        main(["train", *FAST, "--out", str(copy), "--set", "teacher.nonsense=1"])
+    assert usage.value.code == 2
     assert "unknown schedule field 'teacher.nonsense'" in capsys.readouterr().err
 
 

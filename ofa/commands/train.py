@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from ofa.space import SearchSpace
     from ofa.train import TrainConfig, make_schedule, train
+    from ofa.train.schedule import ScheduleError
 
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0 (0: only at phase ends), got {args.checkpoint_every}")
@@ -79,7 +80,10 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"batch_size={args.batch_size}")
     if args.kd_ratio is not None:
         overrides.append(f"kd_ratio={args.kd_ratio}")
-    schedule = make_schedule(args.schedule, args.sampler, overrides)
+    try:
+        schedule = make_schedule(args.schedule, args.sampler, overrides)
+    except ScheduleError as exc:  # a bad --set / config value is a usage error (exit 2)
+        raise UsageError(str(exc)) from None
     config = TrainConfig(
         space=SearchSpace.resolve(args.space), data=args.data, schedule=schedule, out=Path(args.out),
         sampler=args.sampler, seed=args.seed, checkpoint_every=args.checkpoint_every, device=args.device,
