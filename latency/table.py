@@ -58,12 +58,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """measured ≈ scale * raw + per_layer_ms * layers + per_mparam_ms * params/1e6 + offset_ms.
+    """measured ≈ scale * raw + per_layer_ms * layers + per_mparam_ms * params/1e6 + per_gmac_ms * MACs/1e9 + offset_ms.
 
     Fitted on whole networks.  The per-layer term models what a network pays per layer beyond the
     isolated layer's time (launches on a GPU); the per-parameter term, weights that stay in cache
-    when one layer is timed alone but stream from memory inside a whole network (CPUs).  `model`
-    names the fitted terms (chosen by leave-one-out error, see `fit_calibration`).
+    when one layer is timed alone but stream from memory inside a whole network (CPUs); the MACs
+    term, compute that runs at another speed inside a network than alone (with 20+ networks only).
+    `model` names the fitted terms (chosen by leave-one-out error, see `fit_calibration`).
     """
 
     scale: float = 1.0
@@ -73,11 +74,12 @@ class Calibration:
     measured_ms: tuple[float, ...] = ()
     per_layer_ms: float = 0.0
     per_mparam_ms: float = 0.0
+    per_gmac_ms: float = 0.0
 
     @property
     def model(self) -> str:
         """The fitted terms, e.g. "scale+params+offset" (a term that was not fitted is exactly 0)."""
-        terms = {"layers": self.per_layer_ms, "params": self.per_mparam_ms, "offset": self.offset_ms}
+        terms = {"layers": self.per_layer_ms, "macs": self.per_gmac_ms, "params": self.per_mparam_ms, "offset": self.offset_ms}
         return "+".join(["scale", *(name for name, value in terms.items() if value)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +88,7 @@ class Calibration:
             "scale": self.scale,
             "per_layer_ms": self.per_layer_ms,
             "per_mparam_ms": self.per_mparam_ms,
+            "per_gmac_ms": self.per_gmac_ms,
             "offset_ms": self.offset_ms,
             "n": len(self.archs),
             "archs": list(self.archs),
@@ -98,14 +101,23 @@ class Calibration:
         return Calibration(
             float(d["scale"]), float(d["offset_ms"]), tuple(d.get("archs", ())), tuple(d.get("raw_ms", ())),
             tuple(d.get("measured_ms", ())), float(d.get("per_layer_ms", 0.0)), float(d.get("per_mparam_ms", 0.0)),
+            float(d.get("per_gmac_ms", 0.0)),
         )
 
-    def apply(self, raw_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def needs_costs(self) -> bool:
+        """Whether `apply` needs the networks' parameter and MAC counts."""
+        return bool(self.per_mparam_ms or self.per_gmac_ms)
+
+    def apply(
+        self, raw_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None, macs: np.ndarray | None = None
+    ) -> np.ndarray:
         out = self.scale * raw_ms + self.per_layer_ms * n_layers + self.offset_ms
-        if self.per_mparam_ms:
-            if params is None:
-                raise ValueError("this calibration has a per-parameter term: pass the networks' parameter counts")
-            out = out + self.per_mparam_ms * np.asarray(params, float) / 1e6
+        for coef, counts, unit, what in ((self.per_mparam_ms, params, 1e6, "parameter"), (self.per_gmac_ms, macs, 1e9, "MAC")):
+            if coef:
+                if counts is None:
+                    raise ValueError(f"this calibration has a per-{what} term: pass the networks' {what} counts")
+                out = out + coef * np.asarray(counts, float) / unit
         return out
 
 
@@ -267,8 +279,8 @@ class LatencyTable:
         if np.isnan(lat).any():
             self._raise_missing(codes[int(np.flatnonzero(np.isnan(lat))[0])])
         if calibrated and self.calibration is not None:
-            params = CostModel.for_space(space).count_codes(codes)[0] if self.calibration.per_mparam_ms else None
-            lat = self.calibration.apply(lat, 3 + active.sum(axis=1), params)
+            params, macs = CostModel.for_space(space).count_codes(codes) if self.calibration.needs_costs else (None, None)
+            lat = self.calibration.apply(lat, 3 + active.sum(axis=1), params, macs)
         return lat
 
     def predict(self, archs: Sequence[Arch] | Arch, calibrated: bool = True) -> np.ndarray:

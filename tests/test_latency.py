@@ -369,3 +369,23 @@ def test_calibration_fit_recovers_a_known_per_layer_model():
     assert plain.model in ("scale", "scale+offset") and plain.scale == pytest.approx(1.3, rel=0.05)  # no needless terms
     few = fit_calibration(archs[:3], raw[:3], 2.0 * raw[:3] + 0.1, layers[:3])  # too few networks for the per-layer term
     assert (few.scale, few.per_layer_ms, few.offset_ms) == pytest.approx((2.0, 0.0, 0.1))
+
+
+def test_calibration_with_20_networks_can_fit_a_macs_term_and_the_table_applies_it(tmp_path):
+    from latency.calibrate import fit_calibration
+
+    table = build_table(TINY, BuildSettings(**FAST), None, progress=False)
+    archs = at_res(TINY.sample_many(5, 24))
+    raw = table.predict(archs, calibrated=False)
+    layers = table.n_layers(archs)
+    params, macs = TINY.count_many(archs)
+    gmac = 0.4 * raw.mean() / (macs.mean() / 1e9)  # the MACs term carries ~40% of a network's time
+    mparam = 0.2 * raw.mean() / (params.mean() / 1e6)  # and the parameter term ~20%
+    truth = 0.9 * raw + gmac * macs / 1e9 + mparam * params / 1e6 + 0.01
+    cal = fit_calibration(archs, raw, truth, layers, params, macs)
+    assert cal.model == "scale+macs+params+offset" and cal.per_gmac_ms == pytest.approx(gmac, rel=1e-3)
+    few = fit_calibration(archs[:12], raw[:12], truth[:12], layers[:12], params[:12], macs[:12])
+    assert few.per_gmac_ms == 0.0  # under MIN_FOR_FOUR_TERMS networks the four-term model is not a candidate
+    calibrated = LatencyTable.load(table.with_calibration(cal).save(tmp_path / "t.json"))
+    assert calibrated.calibration == cal
+    np.testing.assert_allclose(calibrated.predict(archs), truth, rtol=1e-6)

@@ -134,6 +134,18 @@ def test_smallest_puts_the_phases_smallest_subnet_in_every_step():
     assert all(len(sampler.sample(3, s.phase("depth2"), step, 16)) == 2 for step in range(3))
 
 
+def test_smallest_every_puts_the_smallest_subnet_in_every_kth_step():
+    s = make_schedule("smoke", overrides=["expand2.n_subnets=1", "expand2.smallest_every=3"])
+    sampler = SubnetSampler(TINY, "progressive", seed=3)
+    smallest = TINY.min_arch()
+    smallest = Arch(smallest.kernel, smallest.expand, smallest.depth, 16)
+    hits = [sampler.sample(5, s.phase("expand2"), step, 16) == [smallest] for step in range(12)]
+    assert hits[0] and hits[3] and hits[6] and hits[9]
+    assert sum(hits) <= 5  # the other steps are random draws (a random one may be the smallest by chance)
+    with pytest.raises(ScheduleError, match="smallest_every must be >= 0"):
+        make_schedule("smoke", overrides=["expand2.smallest_every=-1"])
+
+
 def test_sampler_draws_are_a_function_of_seed_phase_and_step():
     phase = make_schedule("smoke").phase("expand2")
     a, b = SubnetSampler(TINY, "progressive", 1), SubnetSampler(TINY, "progressive", 1)

@@ -186,6 +186,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     fit = f"{cal.scale:.4f} * sum"
     fit += f" + {cal.per_layer_ms:.4f} ms * layers" if cal.per_layer_ms else ""
     fit += f" + {cal.per_mparam_ms:.4f} ms * Mparams" if cal.per_mparam_ms else ""
+    fit += f" + {cal.per_gmac_ms:.4f} ms * GMACs" if cal.per_gmac_ms else ""
     fit += f" + {cal.offset_ms:.4f} ms"
     print(f"calibrated {path} on {args.n} networks ({cal.model}, lowest leave-one-out error): measured = {fit}")
     if args.validate:

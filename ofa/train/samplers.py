@@ -51,7 +51,7 @@ class SubnetSampler:
         archs = []
         if self.kind == "sandwich":
             archs += [self._uniform(open_, -1, resolution), self._uniform(open_, 0, resolution)]
-        elif phase.smallest:
+        elif phase.smallest or (phase.smallest_every > 0 and step % phase.smallest_every == 0):
             archs.append(self._uniform(open_, 0, resolution))
         while len(archs) < phase.n_subnets:
             archs.append(self._random(open_, rng, resolution))
