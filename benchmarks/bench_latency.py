@@ -125,7 +125,7 @@ def main() -> int:
         report["runs"].append(
             {
                 "threads": threads, "clock": clock, "entries": len(table.entries), "build_s": build_s, "calibrate_validate_s": validate_s,
-                "call_overhead_ms": table.call_overhead_ms, "calibration": {"scale": table.calibration.scale, "per_layer_ms": table.calibration.per_layer_ms, "offset_ms": table.calibration.offset_ms},
+                "call_overhead_ms": table.call_overhead_ms, "calibration": {key: val for key, val in table.calibration.to_dict().items() if key not in ("archs", "raw_ms", "measured_ms")},
                 **throughput, "raw": v["raw"], "calibrated": v["calibrated"], "macs_proxy": v["macs_proxy"],
                 "median_entry_spread_pct": float(np.median([e.spread_ms / e.median_ms * 100 for e in table.entries.values()])),
                 "load_avg_after": os.getloadavg(),

@@ -120,19 +120,19 @@ def throughput(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------ cifar accuracy
-def _run_train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
+def _run_train(out: Path, data: str, sampler: str, extra: list[str], seed: int = 0) -> None:
     """`ofa train` into `out`; a finished run there (its train_report.json says complete) is reused."""
     report = out / "train_report.json"
     if report.is_file() and json.loads(report.read_text()).get("complete") and (out / "supernet").is_dir():
         print(f"reusing the finished run in {out}")
         return
-    _train(out, data, sampler, extra)
+    _train(out, data, sampler, extra, seed)
 
 
-def _train(out: Path, data: str, sampler: str, extra: list[str]) -> None:
+def _train(out: Path, data: str, sampler: str, extra: list[str], seed: int = 0) -> None:
     """`ofa train` of the cifar space with the cifar-cpu schedule (re-running it resumes)."""
     cmd = [sys.executable, "-m", "ofa", "train", "--space", "cifar", "--data", data, "--schedule", "cifar-cpu",
-           "--sampler", sampler, "--out", str(out), "-q", *extra]
+           "--sampler", sampler, "--out", str(out), "--seed", str(seed), "-q", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -280,7 +280,7 @@ def cifar(args: argparse.Namespace) -> dict:
                 atomic_write_json(record, {"epochs": _time_matched_epochs(work, args.data, args.samplers[0], sampler, overrides, schedule.epoch_scale)})
             matched[sampler] = json.loads(record.read_text())["epochs"]
             extra += ["--set", f"{sampler}.epochs={matched[sampler]}"]
-        _run_train(work / sampler, args.data, sampler, extra)
+        _run_train(work / sampler, args.data, sampler, extra, args.seed)
     splits = load_dataset(args.data)
     mid = Arch((5,) * space.n_slots, (4.0,) * space.n_slots, (3,) * space.n_stages, 28)
     named = {"min": space.min_arch(), "mid": mid, "max": space.max_arch()}
@@ -346,7 +346,7 @@ def main() -> None:
     c.add_argument("--static-minutes", type=_minutes_or_match, default=0.0,
                    help="also train torchvision MobileNetV3-small for this many minutes ('match': as long as the first sampler's run)")
     c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="training seed of every run and the seed of the sampled archs")
     args = parser.parse_args()
     result = throughput(args) if args.mode == "throughput" else cifar(args)
     suffix = f"_{args.space}" if args.mode == "throughput" and args.space != "cifar" else ""

@@ -1,0 +1,120 @@
+"""How accurate could a calibration of a latency table be?  Offline re-fits on measured networks.
+
+    python benchmarks/latency_refit.py /tmp/ofa-bench-latency/t1-cpu.json
+
+Takes a table that `bench_latency.py` (or `ofa latency calibrate --validate`) calibrated and validated,
+pools its calibration and held-out networks (their measurements are stored in the table), and
+repeatedly fits candidate corrections of the sum of layers on a random subset, scoring the share of
+the remaining networks predicted within ±5%.  Prints a table and writes JSON next to the results.
+It times nothing: it answers "is the model or the number of calibration networks the limit?".
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+import numpy as np
+
+from latency.calibrate import _robust_fit, accuracy_metrics, fit_calibration
+from latency.keys import arch_from_key, arch_layer_keys
+from latency.table import LatencyTable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _features(table: LatencyTable, archs: list) -> dict[str, np.ndarray]:
+    space, over = table.space, table.call_overhead_ms
+    fixed, stages = [], []
+    for arch in archs:
+        stem, first, *blocks, head = arch_layer_keys(space, arch)
+        fixed.append(sum(table._lookup(k, arch.resolution) - over for k in (stem, first, head)))
+        per_stage = np.zeros(space.n_stages)
+        for slot, key in zip(arch.active_slots(space.max_depth), blocks):
+            per_stage[slot // space.max_depth] += table._lookup(key, arch.resolution) - over
+        stages.append(per_stage)
+    params, macs = space.count_many(archs)
+    return {
+        "raw": table.predict(archs, calibrated=False), "fixed": np.array(fixed), "stages": np.array(stages),
+        "layers": table.n_layers(archs).astype(float), "params": params / 1e6, "macs": macs / 1e9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help="a calibrated and validated table JSON")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40], help="calibration-set sizes")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--output", default=str(RESULTS / "latency_refit.json"))
+    args = parser.parse_args()
+
+    table = LatencyTable.load(args.table)
+    if table.calibration is None or not table.validation:
+        raise SystemExit(f"{args.table}: needs a calibration and a validation section (run `ofa latency calibrate --validate`)")
+    keys = list(table.calibration.archs) + list(table.validation["archs"])
+    measured = np.array(list(table.calibration.measured_ms) + list(table.validation["measured_ms"]))
+    archs = [arch_from_key(table.space, k) for k in keys]
+    f = _features(table, archs)
+    one = np.ones(len(measured))
+    models = {
+        "scale": f["raw"][:, None],
+        "scale+offset": np.column_stack([f["raw"], one]),
+        "scale+params+offset": np.column_stack([f["raw"], f["params"], one]),
+        "scale+layers+offset": np.column_stack([f["raw"], f["layers"], one]),
+        "per-stage scales+fixed+offset": np.column_stack([f["fixed"], f["stages"], one]),
+        "scale+macs+params+offset": np.column_stack([f["raw"], f["macs"], f["params"], one]),
+    }
+    rng = np.random.default_rng(0)
+    ratio = measured / f["raw"]
+    report = {
+        "table": str(args.table), "networks": len(measured),
+        "ratio_spread_pct": float(np.std(ratio) / np.mean(ratio) * 100),
+        "correlation_with_log_ratio": {
+            name: float(np.corrcoef(np.log(ratio), v)[0, 1])
+            for name, v in (("layers", f["layers"]), ("params", f["params"]), ("macs", f["macs"]),
+                            ("resolution", np.array([a.resolution for a in archs], float)))
+        },
+        "within_5": {},
+    }
+    for name, design in models.items():
+        row = {}
+        for n in args.sizes:
+            scores = []
+            for _ in range(args.repeats):
+                idx = rng.permutation(len(measured))
+                fit, held = idx[:n], idx[n:]
+                coef = _robust_fit(design[fit], measured[fit])
+                scores.append(accuracy_metrics(design[held] @ coef, measured[held])["within_5"])
+            row[str(n)] = float(np.median(scores))
+        coef = _robust_fit(design, measured)
+        row["all, in-sample"] = accuracy_metrics(design @ coef, measured)["within_5"]
+        report["within_5"][name] = row
+    shipped, chosen = {}, collections.Counter()
+    for n in args.sizes:  # what `fit_calibration` (model chosen by leave-one-out error) does
+        scores = []
+        for _ in range(args.repeats):
+            idx = rng.permutation(len(measured))
+            fit, held = idx[:n], idx[n:]
+            cal = fit_calibration([archs[i] for i in fit], f["raw"][fit], measured[fit], f["layers"][fit],
+                                  f["params"][fit] * 1e6, f["macs"][fit] * 1e9)
+            chosen[cal.model] += 1
+            pred = cal.apply(f["raw"][held], f["layers"][held], f["params"][held] * 1e6, f["macs"][held] * 1e9)
+            scores.append(accuracy_metrics(pred, measured[held])["within_5"])
+        shipped[str(n)] = float(np.median(scores))
+    report["within_5"]["fit_calibration (leave-one-out choice)"] = shipped
+    report["models_chosen"] = dict(chosen)
+
+    print(f"{len(measured)} networks; measured / sum-of-layers spread {report['ratio_spread_pct']:.1f}%; "
+          + ", ".join(f"r({k}) {v:+.2f}" for k, v in report["correlation_with_log_ratio"].items()))
+    cols = [str(n) for n in args.sizes] + ["all, in-sample"]
+    print(f"{'held-out within ±5% by calibration networks':44s}" + "".join(f"{c:>16s}" for c in cols))
+    for name, row in report["within_5"].items():
+        print(f"{name:44s}" + "".join(f"{row[c] * 100:15.0f}%" if c in row else f"{'-':>16s}" for c in cols))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
