@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from latency.calibrate import _robust_fit, accuracy_metrics, fit_calibration
 from latency.keys import arch_from_key, arch_layer_keys
 from latency.table import LatencyTable
+from ofa.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,7 +37,7 @@ def _features(table: LatencyTable, archs: list) -> dict[str, np.ndarray]:
     params, macs = space.count_many(archs)
     return {
         "raw": table.predict(archs, calibrated=False), "fixed": np.array(fixed), "stages": np.array(stages),
-        "layers": table.n_layers(archs).astype(float), "params": params / 1e6, "macs": macs / 1e9,
+        "layers": table.n_layers(archs).astype(float), "params": params.astype(float), "macs": macs.astype(float),
     }
 
 
@@ -60,10 +60,10 @@ def main() -> None:
     models = {
         "scale": f["raw"][:, None],
         "scale+offset": np.column_stack([f["raw"], one]),
-        "scale+params+offset": np.column_stack([f["raw"], f["params"], one]),
+        "scale+params+offset": np.column_stack([f["raw"], f["params"] / 1e6, one]),
         "scale+layers+offset": np.column_stack([f["raw"], f["layers"], one]),
         "per-stage scales+fixed+offset": np.column_stack([f["fixed"], f["stages"], one]),
-        "scale+macs+params+offset": np.column_stack([f["raw"], f["macs"], f["params"], one]),
+        "scale+macs+params+offset": np.column_stack([f["raw"], f["macs"] / 1e9, f["params"] / 1e6, one]),
     }
     rng = np.random.default_rng(0)
     ratio = measured / f["raw"]
@@ -96,10 +96,9 @@ def main() -> None:
         for _ in range(args.repeats):
             idx = rng.permutation(len(measured))
             fit, held = idx[:n], idx[n:]
-            cal = fit_calibration([archs[i] for i in fit], f["raw"][fit], measured[fit], f["layers"][fit],
-                                  f["params"][fit] * 1e6, f["macs"][fit] * 1e9)
+            cal = fit_calibration([archs[i] for i in fit], f["raw"][fit], measured[fit], f["layers"][fit], f["params"][fit], f["macs"][fit])
             chosen[cal.model] += 1
-            pred = cal.apply(f["raw"][held], f["layers"][held], f["params"][held] * 1e6, f["macs"][held] * 1e9)
+            pred = cal.apply(f["raw"][held], f["layers"][held], f["params"][held], f["macs"][held])
             scores.append(accuracy_metrics(pred, measured[held])["within_5"])
         shipped[str(n)] = float(np.median(scores))
     report["within_5"]["fit_calibration (leave-one-out choice)"] = shipped
@@ -111,8 +110,7 @@ def main() -> None:
     print(f"{'held-out within ±5% by calibration networks':44s}" + "".join(f"{c:>16s}" for c in cols))
     for name, row in report["within_5"].items():
         print(f"{name:44s}" + "".join(f"{row[c] * 100:15.0f}%" if c in row else f"{'-':>16s}" for c in cols))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
+    atomic_write_json(args.output, report)
     print(f"wrote {args.output}")
 
 
