@@ -96,9 +96,10 @@ def main() -> None:
         for _ in range(args.repeats):
             idx = rng.permutation(len(measured))
             fit, held = idx[:n], idx[n:]
-            cal = fit_calibration([archs[i] for i in fit], f["raw"][fit], measured[fit], f["layers"][fit], f["params"][fit], f["macs"][fit])
+            cal = fit_calibration([archs[i] for i in fit], f["raw"][fit], measured[fit], f["layers"][fit], f["params"][fit], f["macs"][fit],
+                                  f["stages"][fit])
             chosen[cal.model] += 1
-            pred = cal.apply(f["raw"][held], f["layers"][held], f["params"][held], f["macs"][held])
+            pred = cal.apply(f["raw"][held], f["layers"][held], f["params"][held], f["macs"][held], f["stages"][held])
             scores.append(accuracy_metrics(pred, measured[held])["within_5"])
         shipped[str(n)] = float(np.median(scores))
     report["within_5"]["fit_calibration (leave-one-out choice)"] = shipped

@@ -49,6 +49,7 @@ def sample_archs(space: SearchSpace, resolutions: Sequence[int], n: int, seed: i
 
 MIN_FOR_THREE_TERMS = 6  # networks needed before a third term (per layer or per parameter) is considered
 MIN_FOR_FOUR_TERMS = 20  # networks needed before the four-term model (MACs and parameters) is considered
+STAGE_NETWORKS_PER_TERM = 4  # per-stage scales need this many networks per fitted coefficient (and MIN_FOR_FOUR_TERMS)
 
 # candidate corrections: extra regressors beside `scale * raw` (a column of ones is the offset)
 _MODELS = {
@@ -59,10 +60,17 @@ _MODELS = {
     # compute inside a network runs at another speed than alone, and weights stream from memory:
     # on a 2-core Xeon (ORT, 1 thread, 140 networks) this lifted cross-validated ±5% from 88% to 93% at 40 networks
     "scale+macs+params+offset": ("macs", "params", "offset"),
+    # one factor per stage (the scale then covers stem, first block and head): on the same Xeon, quiet,
+    # 99% held-out within ±5% at 40 networks against 98% for the four-term model (benchmarks/latency_refit.py)
+    "scale+stages+offset": ("stages", "offset"),
 }
 
 
-def _design(model: str, raw: np.ndarray, layers: np.ndarray, params: np.ndarray, macs: np.ndarray) -> np.ndarray:
+def _design(
+    model: str, raw: np.ndarray, layers: np.ndarray, params: np.ndarray, macs: np.ndarray, stage_ms: np.ndarray | None = None
+) -> np.ndarray:
+    if model == "scale+stages+offset":
+        return np.column_stack([raw - stage_ms.sum(axis=1), stage_ms, np.ones_like(raw)])
     columns = {"layers": layers, "params": params / 1e6, "macs": macs / 1e9, "offset": np.ones_like(raw)}
     return np.column_stack([raw, *(columns[name] for name in _MODELS[model])])
 
@@ -97,17 +105,21 @@ def fit_calibration(
     n_layers: np.ndarray,
     params: np.ndarray | None = None,
     macs: np.ndarray | None = None,
+    stage_ms: np.ndarray | None = None,
 ) -> Calibration:
-    """Robust fit of `measured ≈ scale * raw [+ per_layer * layers | + per_mparam * params [+ per_gmac * MACs]] [+ offset]`.
+    """Robust fit of `measured ≈ scale * raw [+ per_layer * layers | + per_mparam * params [+ per_gmac * MACs]] [+ offset]`,
+    or, given per-stage sums of block latencies, of one scale per stage plus one for the rest.
 
     The candidate with the lowest leave-one-out relative error wins, so an extra term is kept only
     when it predicts networks outside the fit better (with 10 networks a needless term costs more
     than it explains).  Three-term models need `MIN_FOR_THREE_TERMS` networks, the four-term one
-    `MIN_FOR_FOUR_TERMS`; with raw values that barely vary only the scale is fitted.
+    `MIN_FOR_FOUR_TERMS`, per-stage scales `STAGE_NETWORKS_PER_TERM` per coefficient; with raw values
+    that barely vary only the scale is fitted.
     """
     raw, measured, layers = np.asarray(raw_ms, float), np.asarray(measured_ms, float), np.asarray(n_layers, float)
     params = np.zeros_like(raw) if params is None else np.asarray(params, float)
     macs = np.zeros_like(raw) if macs is None else np.asarray(macs, float)
+    stages = None if stage_ms is None else np.atleast_2d(np.asarray(stage_ms, float))
     if len(raw) < 2:
         raise LatencyError(f"calibration needs at least 2 networks, got {len(raw)}: pass --n 10 or more")
     if np.ptp(raw) < 1e-3 * raw.mean():
@@ -120,13 +132,24 @@ def fit_calibration(
             candidates += [m for m, v in (("scale+layers+offset", layers), ("scale+params+offset", params)) if np.ptp(v) > 0]
         if len(raw) >= MIN_FOR_FOUR_TERMS and np.ptp(params) > 0 and np.ptp(macs) > 0:
             candidates.append("scale+macs+params+offset")
-    design = {m: _design(m, raw, layers, params, macs) for m in candidates}
+        if (
+            stages is not None
+            and len(raw) >= max(MIN_FOR_FOUR_TERMS, STAGE_NETWORKS_PER_TERM * (stages.shape[1] + 2))
+            and (np.ptp(stages, axis=0) > 0).all()
+        ):
+            candidates.append("scale+stages+offset")
+    design = {m: _design(m, raw, layers, params, macs, stages) for m in candidates}
     best = min(candidates, key=lambda m: _loo_error(design[m], measured)) if len(candidates) > 1 else candidates[0]
-    coef = dict(zip(("raw", *_MODELS[best]), _robust_fit(design[best], measured)))
+    fitted = _robust_fit(design[best], measured)
+    stage_scales: tuple[float, ...] = ()
+    if best == "scale+stages+offset":
+        stage_scales = tuple(float(v) for v in fitted[1:-1])
+        fitted = np.array([fitted[0], fitted[-1]])
+    coef = dict(zip(("raw", *(t for t in _MODELS[best] if t != "stages")), fitted))
     keys = tuple(a.key() for a in archs)
     return Calibration(
         float(coef["raw"]), float(coef.get("offset", 0.0)), keys, tuple(float(v) for v in raw), tuple(float(v) for v in measured),
-        float(coef.get("layers", 0.0)), float(coef.get("params", 0.0)), float(coef.get("macs", 0.0)),
+        float(coef.get("layers", 0.0)), float(coef.get("params", 0.0)), float(coef.get("macs", 0.0)), stage_scales,
     )
 
 
@@ -155,7 +178,9 @@ def calibrate_with(table: LatencyTable, archs: Sequence[Arch], measured_ms: np.n
     """Fit the calibration from networks measured elsewhere (e.g. by a bundle on the device)."""
     raw = table.predict(archs, calibrated=False)
     params, macs = table.space.count_many(archs)
-    return table.with_calibration(fit_calibration(archs, raw, np.asarray(measured_ms, float), table.n_layers(archs), params, macs))
+    return table.with_calibration(
+        fit_calibration(archs, raw, np.asarray(measured_ms, float), table.n_layers(archs), params, macs, table.stage_ms(archs))
+    )
 
 
 def calibrate(

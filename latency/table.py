@@ -60,6 +60,9 @@ class Entry:
 class Calibration:
     """measured ≈ scale * raw + per_layer_ms * layers + per_mparam_ms * params/1e6 + per_gmac_ms * MACs/1e9 + offset_ms.
 
+    With `stage_scales` (one per stage), `scale` multiplies only the layers outside the stages (stem,
+    first block, head) and each stage's blocks get their own factor: a stage's blocks run at another
+    speed inside a network than alone, and by how much depends on the stage's tensor sizes.
     Fitted on whole networks.  The per-layer term models what a network pays per layer beyond the
     isolated layer's time (launches on a GPU); the per-parameter term, weights that stay in cache
     when one layer is timed alone but stream from memory inside a whole network (CPUs); the MACs
@@ -75,11 +78,13 @@ class Calibration:
     per_layer_ms: float = 0.0
     per_mparam_ms: float = 0.0
     per_gmac_ms: float = 0.0
+    stage_scales: tuple[float, ...] = ()
 
     @property
     def model(self) -> str:
         """The fitted terms, e.g. "scale+params+offset" (a term that was not fitted is exactly 0)."""
-        terms = {"layers": self.per_layer_ms, "macs": self.per_gmac_ms, "params": self.per_mparam_ms, "offset": self.offset_ms}
+        terms = {"stages": self.stage_scales, "layers": self.per_layer_ms, "macs": self.per_gmac_ms, "params": self.per_mparam_ms,
+                 "offset": self.offset_ms}
         return "+".join(["scale", *(name for name, value in terms.items() if value)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +94,7 @@ class Calibration:
             "per_layer_ms": self.per_layer_ms,
             "per_mparam_ms": self.per_mparam_ms,
             "per_gmac_ms": self.per_gmac_ms,
+            "stage_scales": list(self.stage_scales),
             "offset_ms": self.offset_ms,
             "n": len(self.archs),
             "archs": list(self.archs),
@@ -101,7 +107,7 @@ class Calibration:
         return Calibration(
             float(d["scale"]), float(d["offset_ms"]), tuple(d.get("archs", ())), tuple(d.get("raw_ms", ())),
             tuple(d.get("measured_ms", ())), float(d.get("per_layer_ms", 0.0)), float(d.get("per_mparam_ms", 0.0)),
-            float(d.get("per_gmac_ms", 0.0)),
+            float(d.get("per_gmac_ms", 0.0)), tuple(float(v) for v in d.get("stage_scales", ())),
         )
 
     @property
@@ -109,10 +115,28 @@ class Calibration:
         """Whether `apply` needs the networks' parameter and MAC counts."""
         return bool(self.per_mparam_ms or self.per_gmac_ms)
 
+    @property
+    def needs_stages(self) -> bool:
+        """Whether `apply` needs each network's per-stage sums of block latencies."""
+        return bool(self.stage_scales)
+
     def apply(
-        self, raw_ms: np.ndarray, n_layers: np.ndarray, params: np.ndarray | None = None, macs: np.ndarray | None = None
+        self,
+        raw_ms: np.ndarray,
+        n_layers: np.ndarray,
+        params: np.ndarray | None = None,
+        macs: np.ndarray | None = None,
+        stage_ms: np.ndarray | None = None,
     ) -> np.ndarray:
-        out = self.scale * raw_ms + self.per_layer_ms * n_layers + self.offset_ms
+        """Calibrated latency from the raw sums (and the counts or stage sums the fitted terms need)."""
+        out = self.scale * np.asarray(raw_ms, float) + self.per_layer_ms * n_layers + self.offset_ms
+        if self.stage_scales:
+            if stage_ms is None:
+                raise ValueError("this calibration has per-stage scales: pass the networks' per-stage block latencies")
+            stage_ms = np.atleast_2d(np.asarray(stage_ms, float))
+            if stage_ms.shape[1] != len(self.stage_scales):
+                raise ValueError(f"stage sums have {stage_ms.shape[1]} stages, the calibration {len(self.stage_scales)}")
+            out = out + stage_ms @ (np.asarray(self.stage_scales) - self.scale)
         for coef, counts, unit, what in ((self.per_mparam_ms, params, 1e6, "parameter"), (self.per_gmac_ms, macs, 1e9, "MAC")):
             if coef:
                 if counts is None:
@@ -269,19 +293,33 @@ class LatencyTable:
         """Latency in ms of archs given as `space.encode` codes [N, 2*slots + stages + 1]."""
         codes = np.atleast_2d(np.asarray(codes, dtype=np.int64))
         space = self.space
-        s, n_stages = space.n_slots, space.n_stages
+        lat, active, per_slot = self._raw_parts(codes)
+        if calibrated and self.calibration is not None:
+            cal = self.calibration
+            params, macs = CostModel.for_space(space).count_codes(codes) if cal.needs_costs else (None, None)
+            stage_ms = per_slot.reshape(len(codes), space.n_stages, space.max_depth).sum(axis=2) if cal.needs_stages else None
+            lat = cal.apply(lat, 3 + active.sum(axis=1), params, macs, stage_ms)
+        return lat
+
+    def _raw_parts(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(raw sum per arch, active-slot mask, per-slot latency with 0 for inactive slots); slots are stage-major."""
+        s, n_stages = self.space.n_slots, self.space.n_stages
         if codes.shape[1] != 2 * s + n_stages + 1:
-            raise LatencyError(f"codes have {codes.shape[1]} columns, space {space.name} encodes archs in {2 * s + n_stages + 1}")
+            raise LatencyError(f"codes have {codes.shape[1]} columns, space {self.space.name} encodes archs in {2 * s + n_stages + 1}")
         fixed, slot, depths, (block_index, stage_index) = self._arrays
         k_idx, e_idx, r_idx = codes[:, :s], codes[:, s : 2 * s], codes[:, -1]
         active = block_index[None, :] < depths[codes[:, 2 * s : 2 * s + n_stages]][:, stage_index]
-        lat = np.where(active, slot[np.arange(s)[None, :], k_idx, e_idx, r_idx[:, None]], 0.0).sum(axis=1) + fixed[r_idx]
+        per_slot = np.where(active, slot[np.arange(s)[None, :], k_idx, e_idx, r_idx[:, None]], 0.0)
+        lat = per_slot.sum(axis=1) + fixed[r_idx]
         if np.isnan(lat).any():
             self._raise_missing(codes[int(np.flatnonzero(np.isnan(lat))[0])])
-        if calibrated and self.calibration is not None:
-            params, macs = CostModel.for_space(space).count_codes(codes) if self.calibration.needs_costs else (None, None)
-            lat = self.calibration.apply(lat, 3 + active.sum(axis=1), params, macs)
-        return lat
+        return lat, active, per_slot
+
+    def stage_ms(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Uncalibrated sum of each stage's block latencies, [N, stages] (what per-stage calibration scales)."""
+        codes = self.space.encode(list(archs))
+        per_slot = self._raw_parts(codes)[2]
+        return per_slot.reshape(len(codes), self.space.n_stages, self.space.max_depth).sum(axis=2)
 
     def predict(self, archs: Sequence[Arch] | Arch, calibrated: bool = True) -> np.ndarray:
         """Latency in ms of each arch (calibrated if the table has a calibration)."""

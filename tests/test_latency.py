@@ -389,3 +389,25 @@ def test_calibration_with_20_networks_can_fit_a_macs_term_and_the_table_applies_
     calibrated = LatencyTable.load(table.with_calibration(cal).save(tmp_path / "t.json"))
     assert calibrated.calibration == cal
     np.testing.assert_allclose(calibrated.predict(archs), truth, rtol=1e-6)
+
+
+def test_calibration_can_scale_each_stage_and_the_table_applies_it(tmp_path):
+    from latency.calibrate import STAGE_NETWORKS_PER_TERM, fit_calibration
+
+    table = build_table(TINY, BuildSettings(**FAST), None, progress=False)
+    n = max(20, STAGE_NETWORKS_PER_TERM * (TINY.n_stages + 2))
+    archs = at_res(TINY.sample_many(9, n))
+    raw, stages = table.predict(archs, calibrated=False), table.stage_ms(archs)
+    assert stages.shape == (n, TINY.n_stages) and (stages.sum(axis=1) < raw).all()  # stem, first block and head are outside
+    factors = 1.0 + 0.3 * np.arange(TINY.n_stages)  # deeper stages run slower inside the network than alone
+    truth = 0.9 * (raw - stages.sum(axis=1)) + stages @ factors + 0.02
+    cal = fit_calibration(archs, raw, truth, table.n_layers(archs), *TINY.count_many(archs), stages)
+    assert cal.model == "scale+stages+offset" and cal.needs_stages
+    np.testing.assert_allclose(cal.stage_scales, factors, rtol=1e-3)
+    assert fit_calibration(archs[: n - 1], raw[: n - 1], truth[: n - 1], table.n_layers(archs[: n - 1]), None, None,
+                           stages[: n - 1]).stage_scales == ()  # too few networks for one factor per stage
+    calibrated = LatencyTable.load(table.with_calibration(cal).save(tmp_path / "t.json"))
+    assert calibrated.calibration == cal
+    np.testing.assert_allclose(calibrated.predict(archs), truth, rtol=1e-5)
+    with pytest.raises(ValueError, match="per-stage"):
+        cal.apply(raw, table.n_layers(archs))
