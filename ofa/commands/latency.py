@@ -183,7 +183,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         table = calibrate(table, n=args.n, seed=args.seed, time_per_net_ms=args.time_per_net, progress=progress)
     table.save(path)
     cal = table.calibration
-    fit = f"{cal.scale:.4f} * sum"
+    if cal.stage_scales:
+        stages = " + ".join(f"{v:.4f} * stage{i + 1}" for i, v in enumerate(cal.stage_scales))
+        fit = f"{cal.scale:.4f} * (stem, first block, head) + {stages}"
+    else:
+        fit = f"{cal.scale:.4f} * sum"
     fit += f" + {cal.per_layer_ms:.4f} ms * layers" if cal.per_layer_ms else ""
     fit += f" + {cal.per_mparam_ms:.4f} ms * Mparams" if cal.per_mparam_ms else ""
     fit += f" + {cal.per_gmac_ms:.4f} ms * GMACs" if cal.per_gmac_ms else ""
