@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latency.calibrate import _robust_fit, accuracy_metrics, fit_calibration
-from latency.keys import arch_from_key, arch_layer_keys
+from latency.calibrate import _MODELS, _design, _robust_fit, accuracy_metrics, fit_calibration
+from latency.keys import arch_from_key
 from latency.table import LatencyTable
 from ofa.io import atomic_write_json
 
@@ -25,18 +25,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _features(table: LatencyTable, archs: list) -> dict[str, np.ndarray]:
-    space, over = table.space, table.call_overhead_ms
-    fixed, stages = [], []
-    for arch in archs:
-        stem, first, *blocks, head = arch_layer_keys(space, arch)
-        fixed.append(sum(table._lookup(k, arch.resolution) - over for k in (stem, first, head)))
-        per_stage = np.zeros(space.n_stages)
-        for slot, key in zip(arch.active_slots(space.max_depth), blocks):
-            per_stage[slot // space.max_depth] += table._lookup(key, arch.resolution) - over
-        stages.append(per_stage)
-    params, macs = space.count_many(archs)
+    params, macs = table.space.count_many(archs)
     return {
-        "raw": table.predict(archs, calibrated=False), "fixed": np.array(fixed), "stages": np.array(stages),
+        "raw": table.predict(archs, calibrated=False), "stages": table.stage_ms(archs),
         "layers": table.n_layers(archs).astype(float), "params": params.astype(float), "macs": macs.astype(float),
     }
 
@@ -56,15 +47,7 @@ def main() -> None:
     measured = np.array(list(table.calibration.measured_ms) + list(table.validation["measured_ms"]))
     archs = [arch_from_key(table.space, k) for k in keys]
     f = _features(table, archs)
-    one = np.ones(len(measured))
-    models = {
-        "scale": f["raw"][:, None],
-        "scale+offset": np.column_stack([f["raw"], one]),
-        "scale+params+offset": np.column_stack([f["raw"], f["params"] / 1e6, one]),
-        "scale+layers+offset": np.column_stack([f["raw"], f["layers"], one]),
-        "per-stage scales+fixed+offset": np.column_stack([f["fixed"], f["stages"], one]),
-        "scale+macs+params+offset": np.column_stack([f["raw"], f["macs"] / 1e9, f["params"] / 1e6, one]),
-    }
+    models = {m: _design(m, f["raw"], f["layers"], f["params"], f["macs"], f["stages"]) for m in _MODELS}
     rng = np.random.default_rng(0)
     ratio = measured / f["raw"]
     report = {

@@ -297,7 +297,7 @@ class LatencyTable:
         if calibrated and self.calibration is not None:
             cal = self.calibration
             params, macs = CostModel.for_space(space).count_codes(codes) if cal.needs_costs else (None, None)
-            stage_ms = per_slot.reshape(len(codes), space.n_stages, space.max_depth).sum(axis=2) if cal.needs_stages else None
+            stage_ms = self._stage_sums(per_slot) if cal.needs_stages else None
             lat = cal.apply(lat, 3 + active.sum(axis=1), params, macs, stage_ms)
         return lat
 
@@ -317,9 +317,10 @@ class LatencyTable:
 
     def stage_ms(self, archs: Sequence[Arch]) -> np.ndarray:
         """Uncalibrated sum of each stage's block latencies, [N, stages] (what per-stage calibration scales)."""
-        codes = self.space.encode(list(archs))
-        per_slot = self._raw_parts(codes)[2]
-        return per_slot.reshape(len(codes), self.space.n_stages, self.space.max_depth).sum(axis=2)
+        return self._stage_sums(self._raw_parts(self.space.encode(list(archs)))[2])
+
+    def _stage_sums(self, per_slot: np.ndarray) -> np.ndarray:
+        return per_slot.reshape(len(per_slot), self.space.n_stages, self.space.max_depth).sum(axis=2)
 
     def predict(self, archs: Sequence[Arch] | Arch, calibrated: bool = True) -> np.ndarray:
         """Latency in ms of each arch (calibrated if the table has a calibration)."""
