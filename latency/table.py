@@ -205,6 +205,12 @@ class LatencyTable:
             space = SearchSpace.from_dict(data["space"])
             if space.fingerprint() != data["space_fingerprint"]:
                 raise LatencyError(f"{where}: its space definition does not match its fingerprint (edited by hand?): rebuild the table")
+            calibration = Calibration.from_dict(data["calibration"]) if data.get("calibration") else None
+            if calibration is not None and calibration.stage_scales and len(calibration.stage_scales) != space.n_stages:
+                raise LatencyError(
+                    f"{where}: its calibration has {len(calibration.stage_scales)} stage scales, its space {space.n_stages} stages "
+                    "(edited by hand?): re-run `ofa latency calibrate`"
+                )
             return LatencyTable(
                 space=space,
                 device=str(data["device"]),
@@ -218,7 +224,7 @@ class LatencyTable:
                 call_overhead_ms=float(data.get("call_overhead_ms", 0.0)),
                 host=dict(data.get("host") or {}),
                 complete=bool(data.get("complete", True)),
-                calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None,
+                calibration=calibration,
                 validation=data.get("validation"),
                 source=str(data.get("source", "measured")),
                 statistic=str(data.get("statistic", "median")),

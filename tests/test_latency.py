@@ -411,3 +411,8 @@ def test_calibration_can_scale_each_stage_and_the_table_applies_it(tmp_path):
     np.testing.assert_allclose(calibrated.predict(archs), truth, rtol=1e-5)
     with pytest.raises(ValueError, match="per-stage"):
         cal.apply(raw, table.n_layers(archs))
+    data = json.loads((tmp_path / "t.json").read_text())
+    data["calibration"]["stage_scales"] = data["calibration"]["stage_scales"][:-1]
+    (tmp_path / "edited.json").write_text(json.dumps(data))
+    with pytest.raises(LatencyError, match=f"calibration has {TINY.n_stages - 1} stage scales.*re-run `ofa latency calibrate`"):
+        LatencyTable.load(tmp_path / "edited.json")
