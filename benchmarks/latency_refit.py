@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from latency.calibrate import _MODELS, _design, _robust_fit, accuracy_metrics, fit_calibration
+from latency.errors import LatencyError
 from latency.keys import arch_from_key
 from latency.table import LatencyTable
 from ofa.io import atomic_write_json
@@ -40,7 +41,10 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "latency_refit.json"))
     args = parser.parse_args()
 
-    table = LatencyTable.load(args.table)
+    try:
+        table = LatencyTable.load(args.table)
+    except LatencyError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if table.calibration is None or not table.validation:
         raise SystemExit(f"{args.table}: needs a calibration and a validation section (run `ofa latency calibrate --validate`)")
     keys = list(table.calibration.archs) + list(table.validation["archs"])
