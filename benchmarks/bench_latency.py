@@ -28,6 +28,7 @@ from latency.build import BuildSettings, build_table, time_networks  # noqa: E40
 from latency.calibrate import accuracy_metrics  # noqa: E402
 from latency.keys import arch_from_key  # noqa: E402
 from latency.runtimes import make_backend  # noqa: E402
+from latency.timing import STATISTICS  # noqa: E402
 from latency.calibrate import calibrate, calibrate_and_validate, plot_validation, validate  # noqa: E402
 from ofa.space import SearchSpace  # noqa: E402
 
@@ -62,11 +63,26 @@ def predict_throughput(table, n: int = 200_000, repeats: int = 5) -> dict[str, f
     return {"codes_per_s": n / float(np.median(times)), "archs_per_s_with_encode": with_encode}
 
 
+def parse_config(config: str) -> tuple[int, str, str]:
+    """`THREADS:CLOCK[:STATISTIC]`, e.g. `1:cpu` or `1:cpu:p10`."""
+    parts = config.split(":")
+    statistic = parts[2] if len(parts) > 2 else "median"
+    if len(parts) not in (2, 3) or not parts[0].isdigit() or parts[1] not in ("wall", "cpu") or statistic not in STATISTICS:
+        print(f"bench_latency.py: --configs {config!r} is not THREADS:CLOCK[:STATISTIC], e.g. 1:cpu or 1:cpu:p10", file=sys.stderr)
+        raise SystemExit(2)
+    return int(parts[0]), parts[1], statistic
+
+
+def label(run: dict) -> str:
+    stat = run.get("statistic", "median")
+    return f"{run['threads']}/{run['clock']}" + ("" if stat == "median" else f"/{stat}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="ofa-mbv3-w1.0")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 152, 176, 200, 224])
-    parser.add_argument("--configs", nargs="+", default=["1:wall", "1:cpu", "2:wall"], help="THREADS:CLOCK runs (default: %(default)s)")
+    parser.add_argument("--configs", nargs="+", default=["1:wall", "1:cpu", "2:wall"], help="THREADS:CLOCK[:STATISTIC] runs; STATISTIC is median (default) or p10 (default: %(default)s)")
     parser.add_argument("--n-calibrate", type=int, default=10)
     parser.add_argument("--n-validate", type=int, default=100)
     parser.add_argument("--time-per-entry", type=float, default=60.0, help="ms per layer (default: %(default)s)")
@@ -99,9 +115,12 @@ def main() -> int:
     }
     args.all_resolutions = args.all_resolutions or args.only_full_build
     for config in [] if args.only_full_build else args.configs:
-        threads, clock = int(config.split(":")[0]), config.split(":")[1]
-        name = f"t{threads}-{clock}"
-        settings = BuildSettings(device=f"bench-{name}", threads=threads, clock=clock, resolutions=tuple(args.resolutions), time_per_entry_ms=args.time_per_entry)
+        threads, clock, statistic = parse_config(config)
+        name = f"t{threads}-{clock}" + ("" if statistic == "median" else f"-{statistic}")
+        settings = BuildSettings(
+            device=f"bench-{name}", threads=threads, clock=clock, resolutions=tuple(args.resolutions),
+            time_per_entry_ms=args.time_per_entry, statistic=statistic,
+        )
         t = time.perf_counter()
         table = build_table(space, settings, work / f"{name}.json", progress=True, force=True)
         build_s = time.perf_counter() - t
@@ -124,7 +143,7 @@ def main() -> int:
             noise = accuracy_metrics(again, np.asarray(v["measured_ms"]))
         report["runs"].append(
             {
-                "threads": threads, "clock": clock, "entries": len(table.entries), "build_s": build_s, "calibrate_validate_s": validate_s,
+                "threads": threads, "clock": clock, "statistic": statistic, "entries": len(table.entries), "build_s": build_s, "calibrate_validate_s": validate_s,
                 "call_overhead_ms": table.call_overhead_ms, "calibration": {key: val for key, val in table.calibration.to_dict().items() if key not in ("archs", "raw_ms", "measured_ms")},
                 **throughput, "raw": v["raw"], "calibrated": v["calibrated"], "macs_proxy": v["macs_proxy"],
                 "median_entry_spread_pct": float(np.median([e.spread_ms / e.median_ms * 100 for e in table.entries.values()])),
@@ -134,7 +153,7 @@ def main() -> int:
         )
     if args.all_resolutions:
         t = time.perf_counter()
-        threads, clock = int(args.configs[0].split(":")[0]), args.configs[0].split(":")[1]
+        threads, clock, _ = parse_config(args.configs[0])
         settings = BuildSettings(device="bench-all", threads=threads, clock=clock, time_per_entry_ms=args.time_per_entry)
         full = build_table(space, settings, work / "all.json", force=True)
         report["all_resolutions"] = {"threads": threads, "clock": clock, "entries": len(full.entries), "build_s": time.perf_counter() - t, "resolutions": len(space.resolutions)}
@@ -147,7 +166,7 @@ def main() -> int:
             m = run.get(name)
             if m is None:
                 continue
-            head = f"{str(run['threads']) + '/' + run['clock']:>9} {run['entries']:>7} {run['build_s']:>8.1f} {run['codes_per_s']:>11.3g}" if i == 0 else " " * 38
+            head = f"{label(run):>9} {run['entries']:>7} {run['build_s']:>8.1f} {run['codes_per_s']:>11.3g}" if i == 0 else " " * 38
             print(
                 f"{head} {name:>11} {m['mape']:>7.2f} {m['within_5'] * 100:>6.1f} {m['within_10'] * 100:>6.1f} "
                 f"{m['kendall_tau']:>6.3f} {m['spearman']:>6.3f} {m['bias_pct']:>+7.2f}"
