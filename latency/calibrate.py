@@ -98,6 +98,12 @@ def _loo_error(design: np.ndarray, measured: np.ndarray) -> float:
     return float(np.median(errors))
 
 
+def _scales_positive(model: str, coef: np.ndarray) -> bool:
+    """The scale of the layer sum (and each stage's scale) is positive."""
+    scales = coef[:-1] if model == "scale+stages+offset" else coef[:1]
+    return bool(np.all(scales > 0))
+
+
 def fit_calibration(
     archs: Sequence[Arch],
     raw_ms: np.ndarray,
@@ -139,8 +145,12 @@ def fit_calibration(
         ):
             candidates.append("scale+stages+offset")
     design = {m: _design(m, raw, layers, params, macs, stages) for m in candidates}
+    fits = {m: _robust_fit(design[m], measured) for m in candidates}
+    # a network cannot get faster when its layers get slower: on a few noisy timings of near-equal networks
+    # a fit can still tilt the scale (or a stage's scale) to <= 0, so such candidates are dropped
+    candidates = [m for m in candidates if _scales_positive(m, fits[m])] or ["scale"]
     best = min(candidates, key=lambda m: _loo_error(design[m], measured)) if len(candidates) > 1 else candidates[0]
-    fitted = _robust_fit(design[best], measured)
+    fitted = fits[best] if best in fits and _scales_positive(best, fits[best]) else np.array([float(np.median(measured / raw))])
     stage_scales: tuple[float, ...] = ()
     if best == "scale+stages+offset":
         stage_scales = tuple(float(v) for v in fitted[1:-1])

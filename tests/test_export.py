@@ -169,6 +169,20 @@ def test_parity_failure_is_an_error(onnx_file, trained, splits):
         check_parity(onnx_file, broken, _images(splits, splits.val, 50))
 
 
+def test_parity_leaves_out_ties_that_round_off_may_swap():
+    from export.onnx_export import compare_logits
+
+    reference = np.array([[5.0, 1.0, 0.0], [2.0, 2.0 + 1e-6, 0.0], [0.0, 3.0, 1.0]], dtype=np.float32)
+    swapped_tie = reference.copy()
+    swapped_tie[1] = [2.0 + 1e-6, 2.0, 0.0]  # a 1e-6 change, far inside 1e-4 x max |reference|
+    parity = compare_logits(reference, swapped_tie)
+    assert parity.ties == 1 and parity.top1_agreement == 1.0 and parity.passes()
+    wrong = reference.copy()
+    wrong[2] = [3.0, 0.0, 1.0]  # a decisive image changes class: a real failure
+    parity = compare_logits(reference, wrong)
+    assert parity.top1_agreement == 0.5 and not parity.passes()
+
+
 def test_parity_needs_images(onnx_file, trained):
     with pytest.raises(ExportError, match="no images"):
         check_parity(onnx_file, trained, torch.empty(0, 3, RES, RES))
