@@ -148,9 +148,12 @@ def fit_calibration(
     fits = {m: _robust_fit(design[m], measured) for m in candidates}
     # a network cannot get faster when its layers get slower: on a few noisy timings of near-equal networks
     # a fit can still tilt the scale (or a stage's scale) to <= 0, so such candidates are dropped
-    candidates = [m for m in candidates if _scales_positive(m, fits[m])] or ["scale"]
+    candidates = [m for m in candidates if _scales_positive(m, fits[m])]
+    if not candidates:  # the scale alone, a ratio of positive timings, is always positive
+        design["scale"] = _design("scale", raw, layers, params, macs)
+        fits["scale"], candidates = _robust_fit(design["scale"], measured), ["scale"]
     best = min(candidates, key=lambda m: _loo_error(design[m], measured)) if len(candidates) > 1 else candidates[0]
-    fitted = fits[best] if best in fits and _scales_positive(best, fits[best]) else np.array([float(np.median(measured / raw))])
+    fitted = fits[best]
     stage_scales: tuple[float, ...] = ()
     if best == "scale+stages+offset":
         stage_scales = tuple(float(v) for v in fitted[1:-1])
