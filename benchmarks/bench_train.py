@@ -325,7 +325,7 @@ def _minutes_or_match(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number of minutes nor 'match'") from None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
     t = sub.add_parser("throughput")
@@ -347,7 +347,7 @@ def main() -> None:
                    help="also train torchvision MobileNetV3-small for this many minutes ('match': as long as the first sampler's run)")
     c.add_argument("--output", help="JSON to write (default: results/bench_train_cifar.json)")
     c.add_argument("--seed", type=int, default=0, help="training seed of every run and the seed of the sampled archs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = throughput(args) if args.mode == "throughput" else cifar(args)
     suffix = f"_{args.space}" if args.mode == "throughput" and args.space != "cifar" else ""
     output = getattr(args, "output", None) or RESULTS / f"bench_train_{args.mode}{suffix}.json"
