@@ -209,7 +209,9 @@ _PAPER = _progressive(
 # Half the teacher (6.5 epochs) with the time moved to expand2 ties the default at equal time (two seeds,
 # epoch_scale=0.15, 2026-12-06), so the teacher keeps its 13 epochs.  expand2 runs at lr 0.1, not 0.04: with one
 # subnet per step it is close to the uniform sampler (which runs at 0.15), and at epoch_scale=0.15 the higher
-# rate gave +0.4 to +3.4 points on min, mid and max in both seeds (2026-12-06 evening, BENCHMARKS.md).
+# rate gave +0.4 to +3.4 points on min, mid and max in both seeds (2026-12-06 evening, BENCHMARKS.md); at
+# epoch_scale=0.4 the two seeds split (68.5% / 70.4% / 71.2% and 70.3% / 74.0% / 75.2%: +0.75 / +0.55 / +1.5 on
+# average), still 1.2-1.4 points behind time-matched uniform on the min subnet.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
     teacher=(13, 0.15, 0.3), kernel=(2.5, 0.05, 0), depth1=(2.2, 0.02, 0), depth2=(4.7, 0.04, 0),
