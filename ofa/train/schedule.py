@@ -186,11 +186,12 @@ _PAPER = _progressive(
 
 # About 50 minutes on 2 Zen 4 cores for the `cifar` space at batch 128 (channels_last, 2 threads, quiet
 # machine), sized from a probe of every phase on 2026-11-24 (25 steps each); 113 minutes on a 2-core
-# Sapphire Rapids VM (2026-12-04), where `epoch_scale=0.5` fits an hour.  The full run took 50.5
+# Sapphire Rapids VM (2026-12-04); with today's shares (end of this comment) about 105 minutes there, where
+# `epoch_scale=0.55` fits an hour.  The full run took 50.5
 # minutes of steps (1182, 158, 131, 352, 180 and 1028 s for teacher, kernel, depth1, depth2, expand1,
-# expand2: later phases run 2-4 subnets plus the teacher's forward per step; that sizing, with a 13-epoch teacher
-# and a 35-epoch expand2, is history: see the end of this comment for today's shares).  The elastic phases are short, so their learning rates are a larger fraction of
-# the teacher's than in the paper's 125-epoch phases.  Teacher probes (4 epochs, 2026-11-24 and
+# expand2: later phases run 2-4 subnets plus the teacher's forward per step; that sizing, with a 13-epoch
+# teacher and a 35-epoch expand2, is history).  The elastic phases are short, so their learning rates are a
+# larger fraction of the teacher's than in the paper's 125-epoch phases.  Teacher probes (4 epochs, 2026-11-24 and
 # 2026-12-04): lr 0.15 with weight decay 5e-5 reached 64.7% max-subnet top-1; lr 0.4 (warm-up 0.6)
 # with weight decay 5e-4 reached 61.7%: at these budgets the teacher underfits, so decay stays low.
 # `smallest` (2026-12-05, epoch_scale=0.15): min subnet 53.3% -> 56.0% with mid and max unchanged
@@ -206,7 +207,7 @@ _PAPER = _progressive(
 # epoch_scale=0.4 (43 minutes), seed 0: 70.8% / 72.3% / 71.6% against 69.7% / 75.6% / 75.4% for time-matched
 # uniform; seed 1: 66.5% / 71.0% / 71.8% against 71.7% / 76.6% / 77.6% (uniform still wins on average).
 # Half the teacher (6.5 epochs) with the time moved to expand2 ties the default at equal time (two seeds,
-# epoch_scale=0.15, 2026-12-06), so the teacher keeps its 13 epochs.  expand2 runs at lr 0.1, not 0.04: with one
+# epoch_scale=0.15, 2026-12-06); a quarter of it wins at epoch_scale=0.4 (below).  expand2 runs at lr 0.1, not 0.04: with one
 # subnet per step it is close to the uniform sampler (which runs at 0.15), and at epoch_scale=0.15 the higher
 # rate gave +0.4 to +3.4 points on min, mid and max in both seeds (2026-12-06 evening, BENCHMARKS.md); at
 # epoch_scale=0.4 the two seeds split (68.5% / 70.4% / 71.2% and 70.3% / 74.0% / 75.2%: +0.75 / +0.55 / +1.5 on
