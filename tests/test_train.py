@@ -142,8 +142,21 @@ def test_smallest_every_puts_the_smallest_subnet_in_every_kth_step():
     hits = [sampler.sample(5, s.phase("expand2"), step, 16) == [smallest] for step in range(12)]
     assert hits[0] and hits[3] and hits[6] and hits[9]
     assert sum(hits) <= 5  # the other steps are random draws (a random one may be the smallest by chance)
-    with pytest.raises(ScheduleError, match="smallest_every must be >= 0"):
+    with pytest.raises(ScheduleError, match="smallest_every and largest_every must be >= 0"):
         make_schedule("smoke", overrides=["expand2.smallest_every=-1"])
+
+
+def test_largest_every_trains_the_largest_subnet_from_step_one_without_displacing_the_smallest():
+    s = make_schedule("smoke", overrides=["expand2.n_subnets=1", "expand2.smallest_every=2", "expand2.largest_every=4"])
+    sampler = SubnetSampler(TINY, "progressive", seed=3)
+    lo, hi = TINY.min_arch(), TINY.max_arch()
+    smallest, largest = Arch(lo.kernel, lo.expand, lo.depth, 16), Arch(hi.kernel, hi.expand, hi.depth, 16)
+    draws = [sampler.sample(5, s.phase("expand2"), step, 16) for step in range(12)]
+    assert all(draws[step] == [smallest] for step in range(0, 12, 2))
+    assert all(draws[step] == [largest] for step in (1, 5, 9))
+    assert sum(d == [largest] for d in draws) <= 4  # steps 3, 7 and 11 are random draws
+    with pytest.raises(ScheduleError, match="largest_every must be >= 0"):
+        make_schedule("smoke", overrides=["expand2.largest_every=-2"])
 
 
 def test_sampler_draws_are_a_function_of_seed_phase_and_step():

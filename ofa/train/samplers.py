@@ -53,6 +53,8 @@ class SubnetSampler:
             archs += [self._uniform(open_, -1, resolution), self._uniform(open_, 0, resolution)]
         elif phase.smallest or (phase.smallest_every > 0 and step % phase.smallest_every == 0):
             archs.append(self._uniform(open_, 0, resolution))
+        elif phase.largest_every > 0 and (step - 1) % phase.largest_every == 0:
+            archs.append(self._uniform(open_, -1, resolution))
         while len(archs) < phase.n_subnets:
             archs.append(self._random(open_, rng, resolution))
         return archs[: phase.n_subnets]

@@ -40,6 +40,7 @@ class Phase:
     distill: bool = True  # distil from the frozen teacher (or, in sandwich, from the largest subnet)
     smallest: bool = False  # one of the step's n subnets is the smallest the phase allows (the sandwich rule's lower end)
     smallest_every: int = 0  # every k-th step's first subnet is the smallest the phase allows (0 = never; 1 = `smallest`)
+    largest_every: int = 0  # every k-th step from step 1 (1, 1+k, ...) trains the largest subnet the phase allows (0 = never)
 
     def validate(self) -> "Phase":
         if self.epochs < 0 or self.lr < 0 or self.warmup_epochs < 0:
@@ -48,8 +49,9 @@ class Phase:
             raise ScheduleError(f"phase {self.name}: n_subnets must be >= 1, got {self.n_subnets}")
         if min(self.kernels, self.expands, self.depths, self.resolutions) < 0:
             raise ScheduleError(f"phase {self.name}: kernels, expands, depths and resolutions are counts of open choices (0 = all)")
-        if self.smallest_every < 0:
-            raise ScheduleError(f"phase {self.name}: smallest_every must be >= 0 (0 = never), got {self.smallest_every}")
+        if self.smallest_every < 0 or self.largest_every < 0:
+            raise ScheduleError(f"phase {self.name}: smallest_every and largest_every must be >= 0 (0 = never), "
+                                f"got {self.smallest_every} and {self.largest_every}")
         return self
 
 
