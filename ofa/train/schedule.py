@@ -221,7 +221,8 @@ _PAPER = _progressive(
 # seed 0 69.5% / 72.8% / 70.1% against 68.5% / 70.4% / 71.2%, seed 1 73.6% / 76.3% / 77.5% against 70.3% /
 # 74.0% / 75.2%; 8-arch mean +0.65 and +2.7 points in about the same time.  Against time-matched uniform on the
 # min subnet: -0.2 and +1.85 (BENCHMARKS.md, "A quarter of the teacher").  The elastic phases at lr 0.1 on top
-# of this gave nothing more (seed 1: 73.2% / 75.7% / 77.8%).
+# of this gave nothing more (seed 1: 73.2% / 75.7% / 77.8%).  At epoch_scale=0.55 (the 60-minute point, 74 minutes
+# per run at one thread with the other seed beside it): 73.45% / 75.3% / 76.7% and 72.85% / 75.5% / 76.5%.
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
     teacher=(3.25, 0.15, 0.3), kernel=(2.5, 0.05, 0), depth1=(2.2, 0.02, 0), depth2=(4.7, 0.04, 0),
