@@ -325,7 +325,12 @@ def test_bundle_runner_needs_no_torch_and_matches_a_local_build(table, tmp_path,
     local = build_table(TINY, BuildSettings(device="local-now", **FAST), None, progress=False)
     archs = at_res(TINY.sample_many(9, 30))
     ratio = imported.predict(archs, calibrated=False) / local.predict(archs, calibrated=False)
-    assert abs(np.median(ratio) - 1) < 0.3, f"remote and local tables disagree beyond noise: median ratio {np.median(ratio):.2f}"
+    # Level: a machine under load runs everything slower for minutes at a time (a CI beside two training runs
+    # measured the runner 1.5x slower than the local build right after), so only a gross error (units, the wrong
+    # precision) fails here.  Shape: entries mapped to the wrong blocks would scatter the per-arch ratios.
+    assert 0.5 < np.median(ratio) < 2, f"remote and local tables disagree beyond noise: median ratio {np.median(ratio):.2f}"
+    spread = np.percentile(ratio, 90) / np.percentile(ratio, 10)
+    assert spread < 1.35, f"remote and local tables rank subnets differently: per-arch ratio spread {spread:.2f}"
 
 
 def test_bundle_refuses_runtimes_it_cannot_ship(tmp_path):
