@@ -215,14 +215,9 @@ _PAPER = _progressive(
 # epoch_scale=0.4 the two seeds split (68.5% / 70.4% / 71.2% and 70.3% / 74.0% / 75.2%: +0.75 / +0.55 / +1.5 on
 # average), still 1.2-1.4 points behind time-matched uniform on the min subnet.  Since 2026-12-06 (night) the
 # teacher runs a quarter of that (3.25 epochs) and expand2 gets the time saved (35 -> 63.4 epochs; the teacher's
-# steps cost about 2.9x expand2's): the max subnet trained alone is a head start, not a teacher, once nothing
-# distils from it, and expand2 is where every subnet trains.  At epoch_scale=0.4 (strictly paired: same VM, one
-# thread each, the same teacher-phase accuracies as the earlier runs where settings matched), min / mid / max:
-# seed 0 69.5% / 72.8% / 70.1% against 68.5% / 70.4% / 71.2%, seed 1 73.6% / 76.3% / 77.5% against 70.3% /
-# 74.0% / 75.2%; 8-arch mean +0.65 and +2.7 points in about the same time.  Against time-matched uniform on the
-# min subnet: -0.2 and +1.85 (BENCHMARKS.md, "A quarter of the teacher").  The elastic phases at lr 0.1 on top
-# of this gave nothing more (seed 1: 73.2% / 75.7% / 77.8%).  At epoch_scale=0.55 (the 60-minute point, 74 minutes
-# per run at one thread with the other seed beside it): 73.45% / 75.3% / 76.7% and 72.85% / 75.5% / 76.5%.
+# steps cost about 2.9x expand2's): once nothing distils from it, the max subnet trained alone is a head start,
+# not a teacher, and expand2 is where every subnet trains.  Paired results at epoch_scale=0.4 and 0.55, against
+# time-matched uniform and the variants that did not pay: BENCHMARKS.md ("A quarter of the teacher" and after).
 _CIFAR_CPU = _progressive(
     "cifar-cpu",
     teacher=(3.25, 0.15, 0.3), kernel=(2.5, 0.05, 0), depth1=(2.2, 0.02, 0), depth2=(4.7, 0.04, 0),
