@@ -21,6 +21,7 @@ from ofa.cli import main
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
 from ofa.train import ScheduleError, make_schedule
+from ofa.train.budget import BudgetError, PhaseProbe, fit_epoch_scale
 from ofa.train.distill import soft_cross_entropy, subnet_loss
 from ofa.train.optim import lr_at, make_optimizer
 from ofa.train.samplers import SubnetSampler
@@ -78,6 +79,43 @@ def test_epoch_scale_shortens_every_phase_of_a_run(tmp_path: Path, one_thread):
     report = json.loads((out / "train_report.json").read_text())
     assert [e["steps"] for e in report["phases"].values()] == [2] * 6
     assert [e["epochs"] for e in report["phases"].values()] == [0.5] * 6
+
+
+def test_fit_epoch_scale_fills_the_budget_and_refuses_one_too_short():
+    probes = [PhaseProbe("a", 100, 10.0, 0.1), PhaseProbe("b", 100, 10.0, 0.1)]  # 100 s of steps each at scale 1
+    fit = fit_epoch_scale(probes, eval_seconds=5.0, minutes=2.0)  # 120 s = 10 s of evaluation + 110 s of steps
+    assert fit["epoch_scale"] == pytest.approx(0.55)
+    assert fit["phases"]["a"]["steps"] == 550 and fit["predicted_minutes"] == pytest.approx(2.0)
+    with pytest.raises(BudgetError, match="too short.*at least 1m"):
+        fit_epoch_scale(probes, eval_seconds=5.0, minutes=0.1)
+
+
+def test_budget_fits_the_run_to_the_time_and_a_repeat_with_its_scale_is_identical(tmp_path: Path, one_thread):
+    """`--budget` probes every phase once, keeps the fitted epoch_scale for resumes, and leaves no trace in the weights:
+    the same run with `--set epoch_scale=<fitted>` ends with bit-identical weights."""
+    out = tmp_path / "budget"
+    assert main(["train", *FAST, "--budget", "8s", "--out", str(out)]) == 0
+    fit = json.loads((out / "run" / "budget.json").read_text())
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["budget"] == fit and report["schedule"]["epoch_scale"] == fit["epoch_scale"] and fit["minutes"] == pytest.approx(8 / 60)
+    assert {n: e["steps"] for n, e in report["phases"].items()} == {n: p["steps"] for n, p in fit["phases"].items()}
+    assert fit["predicted_minutes"] == pytest.approx(8 / 60, rel=0.1)
+    before = (out / "run" / "budget.json").read_bytes()
+    assert main(["train", *FAST, "--budget", "8s", "--out", str(out)]) == 0  # complete: nothing to do, nothing re-fitted
+    assert (out / "run" / "budget.json").read_bytes() == before
+    repeat = tmp_path / "repeat"
+    assert main(["train", *FAST, "--set", f"epoch_scale={fit['epoch_scale']}", "--out", str(repeat)]) == 0
+    a, b = Supernet.load(out / "supernet").state_dict(), Supernet.load(repeat / "supernet").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", [["--budget", "60"], ["--budget", "0m"], ["--set", "minutes=-1"]])
+def test_budget_refuses_values_without_a_unit_or_below_zero(bad: list[str], tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *FAST, *bad, "--out", str(tmp_path / "w")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "budget" in err or "minutes" in err
 
 
 def test_a_phase_can_train_at_its_largest_resolutions_only(tmp_path: Path, one_thread):

@@ -1,6 +1,7 @@
 """`ofa train`: progressive shrinking of a supernet on your data; `ofa eval`: top-1 of one subnet.
 
     ofa train --space cifar --data cifar10:data/cifar10-jpeg.tar.gz --schedule cifar-cpu --out work
+    ofa train ... --budget 60m                         # fit the schedule to an hour on this machine
     torchrun --nproc-per-node 2 -m ofa train ...        # multi-process (gloo on CPU, NCCL on GPU)
     ofa eval --supernet work/supernet --arch min --data cifar10:data/cifar10-jpeg.tar.gz
 
@@ -15,6 +16,7 @@ import os
 from pathlib import Path
 
 from ofa.cli import UsageError, add_common
+from ofa.units import parse_minutes
 
 log = logging.getLogger("ofa.train")
 
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="progressive shrinking, uniform single-path sampling, or sandwich rule (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a schedule number, e.g. teacher.epochs=3, kernel.lr=0.02, batch_size=64 (repeatable)")
+    parser.add_argument("--budget", type=parse_minutes, metavar="DURATION",
+                        help="fit the run to this wall-clock time on this machine, e.g. 60m or 1.5h: a short probe of every "
+                             "phase sets epoch_scale (shortcut for --set minutes=N)")
     parser.add_argument("--batch-size", type=int, help="images per step per process (shortcut for --set batch_size=N)")
     parser.add_argument("--kd-ratio", type=float, help="weight of the distillation loss (shortcut for --set kd_ratio=X)")
     parser.add_argument("--out", default="work",
@@ -76,6 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise UsageError("--resume and --force contradict each other: --force starts over")
     overrides = list(args.overrides or [])
+    if args.budget is not None:
+        overrides.append(f"minutes={args.budget!r}")
     if args.batch_size is not None:
         overrides.append(f"batch_size={args.batch_size}")
     if args.kd_ratio is not None:

@@ -6,6 +6,8 @@ kernel opens all kernels; the depth phases open the two largest depths, then all
 phases the two largest expand ratios, then all.  Input resolution is opened the same way
 (`teacher.resolutions=1`: the teacher trains at the largest resolution only).  Numbers are overridable by `KEY=VALUE` strings
 (`teacher.epochs=3`, `batch_size=64`, `lr_scale=0.5`, `epoch_scale=0.5`), from the command line or a config file.
+`minutes=60` (`ofa train --budget 60m`) fits the whole run to a wall-clock budget on the machine at hand:
+the trainer times a few steps of every phase and picks `epoch_scale` (`ofa.train.budget`).
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class Schedule:
     dropout: float = 0.1
     lr_scale: float = 1.0  # multiplies every phase's lr
     epoch_scale: float = 1.0  # multiplies every phase's epochs and warm-up (fit a schedule to a slower machine)
+    minutes: float = 0.0  # > 0: a probe of every phase on this machine sets epoch_scale so the run takes this long
     steps_per_epoch: int = 0  # cap on steps per epoch (0 = the whole training split)
     eval_images: int = 0  # test images for the per-phase report (0 = all)
     calib_images: int = 2000  # BN re-calibration images for the per-phase report
@@ -120,6 +123,8 @@ class Schedule:
             raise ScheduleError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epoch_scale <= 0:
             raise ScheduleError(f"epoch_scale must be > 0, got {self.epoch_scale}")
+        if self.minutes < 0:
+            raise ScheduleError(f"minutes must be >= 0 (0: no time budget), got {self.minutes}")
         if self.kd_ratio < 0 or self.lr_scale <= 0 or not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
             raise ScheduleError("kd_ratio must be >= 0, lr_scale > 0, label_smoothing and dropout in [0, 1)")
         if min(self.steps_per_epoch, self.eval_images, self.weight_decay) < 0 or self.calib_images < 1:

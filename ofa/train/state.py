@@ -5,6 +5,7 @@
     OUT/run/state.pt     model, optimizer, RNG states, phase and step (tensors and plain values only,
                          written atomically: a half-written checkpoint is never read)
     OUT/run/teacher.pt   the frozen teacher, written once when the teacher phase ends
+    OUT/run/budget.json  with a time budget (`minutes`): the epoch_scale fitted on this machine, kept for resumes
     OUT/supernet/        the supernet (`Supernet.save`), refreshed at every phase end
     OUT/train_log.jsonl  one line per optimizer step
     OUT/train_report.json  per-phase accuracies of the min and max subnets, throughput, timing
@@ -53,6 +54,10 @@ class RunPaths:
     @property
     def teacher(self) -> Path:
         return self.run / "teacher.pt"
+
+    @property
+    def budget(self) -> Path:
+        return self.run / "budget.json"
 
     @property
     def supernet(self) -> Path:

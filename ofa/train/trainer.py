@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,12 +28,14 @@ from ofa.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ofa.layers import StaticNet, build_static
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
+from ofa.train.budget import PROBE_STEPS, PROBE_WARMUP_STEPS, PhaseProbe, fit_epoch_scale
 from ofa.train.distill import subnet_loss
 from ofa.train.distributed import DistContext, all_gather_objects, init_distributed
 from ofa.train.optim import lr_at, make_optimizer
 from ofa.train.samplers import SubnetSampler
 from ofa.train.schedule import Phase, Schedule, top_choices
-from ofa.train.state import Progress, RunPaths, TrainStateError, check_run_dir, load_state, save_state, start_run_dir
+from ofa.train.state import (Progress, RunPaths, TrainStateError, capture_rng, check_run_dir, load_state, restore_rng, save_state,
+                             start_run_dir)
 
 __all__ = ["TrainConfig", "TrainOutcome", "TrainError", "train"]
 
@@ -101,6 +103,7 @@ def train(config: TrainConfig) -> TrainOutcome:
         log.info("the run in %s is already complete", paths.out)
         return TrainOutcome(paths.supernet, _read_report(paths), resumed=True)
     loop = _Loop(config, ctx, paths, splits, net, resumed=state is not None)
+    loop.fit_budget(fresh=not resume)
     report = loop.run(progress, state)
     return TrainOutcome(paths.supernet, report, resumed=state is not None)
 
@@ -163,14 +166,13 @@ class _Loop:
         # the sizes the teacher phase (phase 0) trained at: smaller KD batches are upsampled to the largest
         self.teacher_resolutions = top_choices(self.net.space.resolutions, self.schedule.phases[0].resolutions)
         self.subnet_digest = hashlib.sha256()
+        self.resumed = resumed  # from a checkpoint
         self.report = _read_report(paths) if resumed else {}
         self.report.setdefault("phases", {})
 
     # ------------------------------------------------------------------ phases
     def run(self, progress: Progress, state: dict[str, Any] | None) -> dict[str, Any]:
         if state is not None:
-            from ofa.train.state import restore_rng
-
             restore_rng(state["rng"])
             self._truncate_log(progress)
         elapsed0, start = progress.elapsed_s, time.perf_counter()
@@ -189,12 +191,7 @@ class _Loop:
 
     def _run_phase(self, index: int, phase: Phase, step: int, optimizer_state: Any, elapsed) -> None:
         net, schedule = self.net, self.schedule
-        loader = BatchLoader(
-            self.splits.train, schedule.batch_size, train=True, resolutions=top_choices(net.space.resolutions, phase.resolutions),
-            seed=self.config.seed * 1000 + index, rank=self.ctx.rank, world_size=self.ctx.world_size,
-            mean=self.splits.info["mean"], std=self.splits.info["std"], hflip=self.splits.info["hflip"],
-        )
-        per_epoch = len(loader) if schedule.steps_per_epoch <= 0 else min(len(loader), schedule.steps_per_epoch)
+        loader, per_epoch = self._phase_loader(index, phase)
         epochs, warmup_epochs = schedule.run_epochs(phase)
         total = int(math.ceil(epochs * per_epoch))
         warmup = int(round(warmup_epochs * per_epoch))
@@ -240,6 +237,90 @@ class _Loop:
         seconds = time.perf_counter() - t0
         stats = {"steps": total, "seconds": round(seconds, 2), "images_per_s": round(images / max(seconds, 1e-9), 1)}
         self._end_phase(index, phase, elapsed, stats)
+
+    def _phase_loader(self, index: int, phase: Phase) -> tuple[BatchLoader, int]:
+        """The phase's training batches (seeded by run seed and phase) and its steps per epoch."""
+        schedule = self.schedule
+        loader = BatchLoader(
+            self.splits.train, schedule.batch_size, train=True, resolutions=top_choices(self.net.space.resolutions, phase.resolutions),
+            seed=self.config.seed * 1000 + index, rank=self.ctx.rank, world_size=self.ctx.world_size,
+            mean=self.splits.info["mean"], std=self.splits.info["std"], hflip=self.splits.info["hflip"],
+        )
+        per_epoch = len(loader) if schedule.steps_per_epoch <= 0 else min(len(loader), schedule.steps_per_epoch)
+        return loader, per_epoch
+
+    # ------------------------------------------------------------------ time budget
+    def fit_budget(self, fresh: bool) -> None:
+        """`minutes` > 0: set epoch_scale from a probe of every phase (`ofa.train.budget`), once per run.
+
+        The fit is kept in run/budget.json; a resumed run reads it back instead of probing again.
+        """
+        if self.schedule.minutes <= 0:
+            return
+        fit = None
+        if self.ctx.is_main and not fresh and (self.resumed or self.paths.budget.is_file()):
+            if not self.paths.budget.is_file():
+                raise TrainStateError(f"{self.paths.budget} is missing: the run directory is incomplete; pass --force to start over")
+            try:
+                fit = json.loads(self.paths.budget.read_text())
+                float(fit["epoch_scale"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise TrainStateError(f"{self.paths.budget} is corrupt: pass --force to start the run over") from None
+        fit = all_gather_objects(self.ctx, fit)[0]
+        if fit is None:
+            fit = all_gather_objects(self.ctx, self._probe_budget())[0]  # rank 0's timing decides for all
+            if self.ctx.is_main:
+                atomic_write_json(self.paths.budget, fit)
+                log.info("time budget %g min: epoch_scale %.4g (predicted %.1f min)", fit["minutes"], fit["epoch_scale"],
+                         fit["predicted_minutes"])
+        self.schedule = replace(self.schedule, epoch_scale=float(fit["epoch_scale"]))
+        self.report["budget"] = fit
+
+    def _probe_budget(self) -> dict[str, Any]:
+        """Time PROBE_STEPS steps of every phase and one evaluation, then put weights and RNGs back as they were."""
+        saved, rng = {k: v.detach().clone() for k, v in self.net.state_dict().items()}, capture_rng()
+        phases = [(i, p) for i, p in enumerate(self.schedule.phases) if p.epochs > 0]
+        probes = []
+        bar = tqdm(total=len(phases) + 1, desc=f"timing phases for a {self.schedule.minutes:g}-min budget", unit="phase",
+                   disable=not (self.config.progress and self.ctx.is_main), dynamic_ncols=True, leave=False)
+        try:
+            for index, phase in phases:
+                loader, per_epoch = self._phase_loader(index, phase)
+                self.teacher = self._probe_teacher(index, phase)
+                optimizer = make_optimizer(self.net, phase.lr, self.schedule.momentum, self.schedule.weight_decay)
+                self.net.train()
+                t0 = None
+                for step, (x, y, resolution, _) in enumerate(self._batches(loader, per_epoch, 0, PROBE_WARMUP_STEPS + PROBE_STEPS)):
+                    if step == PROBE_WARMUP_STEPS:
+                        t0 = time.perf_counter()
+                    self._step(optimizer, phase, self.sampler.sample(index, phase, step, resolution), x, y)
+                seconds = (time.perf_counter() - t0) / PROBE_STEPS
+                probes.append(PhaseProbe(phase.name, per_epoch, phase.epochs, seconds))
+                bar.update(1)
+            t0 = time.perf_counter()
+            self._accuracies()
+            eval_seconds = time.perf_counter() - t0
+            bar.update(1)
+        finally:
+            bar.close()
+            self.teacher = None
+            self.net.load_state_dict(saved)
+            self.net.train()
+            restore_rng(rng)
+        return fit_epoch_scale(probes, eval_seconds, self.schedule.minutes)
+
+    def _distils(self, index: int, phase: Phase) -> bool:
+        """Whether the phase distils from the frozen teacher (progressive shrinking after the teacher phase)."""
+        return self.config.sampler == "progressive" and index > 0 and phase.distill and self.schedule.kd_ratio > 0
+
+    def _probe_teacher(self, index: int, phase: Phase) -> StaticNet | None:
+        """A stand-in teacher for the probe (the max subnet as it is now): same cost as the real one."""
+        if not self._distils(index, phase):
+            return None
+        teacher = self.net.extract(self.net.space.max_arch()).to(self.ctx.device, memory_format=torch.channels_last).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
 
     def _batches(
         self, loader: BatchLoader, per_epoch: int, start: int, total: int
@@ -298,7 +379,7 @@ class _Loop:
 
     def _teacher(self, index: int, phase: Phase) -> StaticNet | None:
         """The frozen max subnet after the teacher phase (progressive only), read back on resume."""
-        if self.config.sampler != "progressive" or index == 0 or not phase.distill or self.schedule.kd_ratio == 0:
+        if not self._distils(index, phase):
             return None
         if self.teacher is not None:
             return self.teacher

@@ -1,0 +1,63 @@
+"""Fitting a training run to a wall-clock budget on the machine at hand.
+
+A schedule's epochs are the same on every machine, its minutes are not: the same `cifar-cpu` run took
+about 78 minutes on one 2-core VM and 105 on another (BENCHMARKS.md).  With `minutes` set (`ofa train
+--budget 60m`), the trainer times a few steps of every phase and one end-of-phase evaluation on this
+machine, and `fit_epoch_scale` picks the `epoch_scale` whose run fills the budget.  The fitted scale is
+kept in the run directory, so a resumed run keeps it, and `--set epoch_scale=X` repeats the run exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ofa.errors import OfaError
+
+__all__ = ["BudgetError", "PhaseProbe", "fit_epoch_scale", "PROBE_WARMUP_STEPS", "PROBE_STEPS"]
+
+PROBE_WARMUP_STEPS = 4  # the first steps at each input size build kernels and caches: not timed
+PROBE_STEPS = 16  # timed steps per phase (data loading included, as in the run)
+
+
+class BudgetError(OfaError, ValueError):
+    """The time budget cannot hold the run's fixed costs."""
+
+
+@dataclass(frozen=True)
+class PhaseProbe:
+    """One phase as timed on this machine."""
+
+    name: str
+    steps_per_epoch: int
+    epochs: float  # the schedule's epochs before epoch_scale
+    seconds_per_step: float
+
+
+def fit_epoch_scale(probes: Sequence[PhaseProbe], eval_seconds: float, minutes: float) -> dict[str, Any]:
+    """The `epoch_scale` at which the phases' steps plus one evaluation per phase take `minutes`.
+
+    Returns a JSON-able record: the scale (rounded to 4 digits, the value a repeat run passes), the
+    predicted minutes and each phase's measured seconds per step and fitted steps.
+    """
+    budget_s = minutes * 60.0
+    step_s = sum(p.epochs * p.steps_per_epoch * p.seconds_per_step for p in probes)
+    fixed_s = eval_seconds * len(probes)
+    if step_s <= 0:
+        raise BudgetError("the schedule has no training steps to fit to a time budget: drop --budget/minutes")
+    if budget_s - fixed_s < 0.1 * budget_s:
+        need = fixed_s / 0.9 / 60
+        raise BudgetError(
+            f"a {minutes:g}-minute budget is too short: the end-of-phase evaluations alone take about {fixed_s / 60:.1f} min "
+            f"on this machine; give at least {math.ceil(need)}m, or lower eval_images and calib_images"
+        )
+    scale = round((budget_s - fixed_s) / step_s, 4)
+    phases = {
+        p.name: {"seconds_per_step": round(p.seconds_per_step, 5), "steps": int(math.ceil(p.epochs * scale * p.steps_per_epoch))}
+        for p in probes
+    }
+    predicted_s = fixed_s + sum(phases[p.name]["steps"] * p.seconds_per_step for p in probes)
+    return {
+        "minutes": minutes, "epoch_scale": scale, "predicted_minutes": round(predicted_s / 60, 2),
+        "eval_seconds": round(eval_seconds, 2), "phases": phases,
+    }
