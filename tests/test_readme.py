@@ -67,6 +67,8 @@ SUBSTITUTIONS = {
 COVERED_BY = {
     "ofa train --space cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --schedule cifar-cpu --out work":
         "test_train.py::test_train_writes_supernet_report_and_log",
+    "ofa train --space cifar --data cifar10:../shared/data/cifar10-jpeg.tar.gz --schedule cifar-cpu --budget 60m --out work":
+        "test_train.py::test_budget_fits_the_run_to_the_time_and_a_repeat_with_its_scale_is_identical",
     "ofa train --space cifar --data /data/my-images --schedule cifar-cpu --out work":
         "test_train.py::test_trains_on_a_custom_image_folder_with_a_corrupt_image",
     "torchrun --standalone --nproc-per-node 4 -m ofa train --space ofa-mbv3-w1.0 --data /data/imagenet --schedule paper --out work":
