@@ -87,8 +87,16 @@ def test_fit_epoch_scale_fills_the_budget_and_refuses_one_too_short():
     fit = fit_epoch_scale(probes, eval_seconds=5.0, minutes=2.0)  # 120 s = 10 s of evaluation + 110 s of steps
     assert fit["epoch_scale"] == pytest.approx(0.55)
     assert fit["phases"]["a"]["steps"] == 550 and fit["predicted_minutes"] == pytest.approx(2.0)
-    with pytest.raises(BudgetError, match="too short.*at least 1m"):
+    with pytest.raises(BudgetError, match="a 6.0 s budget is too short.*about 10.0 s.*at least 12s"):
         fit_epoch_scale(probes, eval_seconds=5.0, minutes=0.1)
+
+
+def test_a_budget_too_short_fails_in_one_line_and_leaves_no_half_started_run(tmp_path: Path, capsys, one_thread):
+    out = tmp_path / "short"
+    assert main(["train", *FAST, "--budget", "0.1s", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "budget is too short" in err[0] and "give at least" in err[0]
+    assert not (out / "run").exists()  # the same --out then starts afresh with a longer budget
 
 
 def test_budget_fits_the_run_to_the_time_and_a_repeat_with_its_scale_is_identical(tmp_path: Path, one_thread):

@@ -46,10 +46,11 @@ def fit_epoch_scale(probes: Sequence[PhaseProbe], eval_seconds: float, minutes: 
     if step_s <= 0:
         raise BudgetError("the schedule has no training steps to fit to a time budget: drop --budget/minutes")
     if budget_s - fixed_s < 0.1 * budget_s:
-        need = fixed_s / 0.9 / 60
+        need_s = fixed_s / 0.9
+        at_least = f"{math.ceil(need_s)}s" if need_s < 60 else f"{math.ceil(need_s / 60)}m"
         raise BudgetError(
-            f"a {minutes:g}-minute budget is too short: the end-of-phase evaluations alone take about {fixed_s / 60:.1f} min "
-            f"on this machine; give at least {math.ceil(need)}m, or lower eval_images and calib_images"
+            f"a {_duration(budget_s)} budget is too short: the end-of-phase evaluations alone take about {_duration(fixed_s)} "
+            f"on this machine; give at least {at_least}, or lower eval_images and calib_images"
         )
     scale = round((budget_s - fixed_s) / step_s, 4)
     phases = {
@@ -61,3 +62,7 @@ def fit_epoch_scale(probes: Sequence[PhaseProbe], eval_seconds: float, minutes: 
         "minutes": minutes, "epoch_scale": scale, "predicted_minutes": round(predicted_s / 60, 2),
         "eval_seconds": round(eval_seconds, 2), "phases": phases,
     }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from ofa.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ofa.layers import StaticNet, build_static
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
-from ofa.train.budget import PROBE_STEPS, PROBE_WARMUP_STEPS, PhaseProbe, fit_epoch_scale
+from ofa.train.budget import PROBE_STEPS, PROBE_WARMUP_STEPS, BudgetError, PhaseProbe, fit_epoch_scale
 from ofa.train.distill import subnet_loss
 from ofa.train.distributed import DistContext, all_gather_objects, init_distributed
 from ofa.train.optim import lr_at, make_optimizer
@@ -268,7 +269,12 @@ class _Loop:
                 raise TrainStateError(f"{self.paths.budget} is corrupt: pass --force to start the run over") from None
         fit = all_gather_objects(self.ctx, fit)[0]
         if fit is None:
-            fit = all_gather_objects(self.ctx, self._probe_budget())[0]  # rank 0's timing decides for all
+            try:
+                fit = all_gather_objects(self.ctx, self._probe_budget())[0]  # rank 0's timing decides for all
+            except BudgetError:
+                if self.ctx.is_main and fresh:  # leave no half-started run: the same --out works with a longer budget
+                    shutil.rmtree(self.paths.run, ignore_errors=True)
+                raise
             if self.ctx.is_main:
                 atomic_write_json(self.paths.budget, fit)
                 log.info("time budget %g min: epoch_scale %.4g (predicted %.1f min)", fit["minutes"], fit["epoch_scale"],
