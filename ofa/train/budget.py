@@ -1,7 +1,7 @@
 """Fitting a training run to a wall-clock budget on the machine at hand.
 
-A schedule's epochs are the same on every machine, its minutes are not: the same `cifar-cpu` run took
-about 78 minutes on one 2-core VM and 105 on another (BENCHMARKS.md).  With `minutes` set (`ofa train
+A schedule's epochs are the same on every machine, its minutes are not: the full `cifar-cpu` phases take
+about 86 minutes on one 2-core VM and 105 on another (both estimated from timed steps; BENCHMARKS.md).  With `minutes` set (`ofa train
 --budget 60m`), the trainer times a few steps of every phase and one end-of-phase evaluation on this
 machine, and `fit_epoch_scale` picks the `epoch_scale` whose run fills the budget.  The fitted scale is
 kept in the run directory, so a resumed run keeps it, and `--set epoch_scale=X` repeats the run exactly.
