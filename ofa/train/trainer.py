@@ -22,6 +22,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ofa.costs import CostModel
 from ofa.data import BatchLoader, DataSplits, load_dataset
 from ofa.errors import OfaError
 from ofa.evaluate import evaluate_arch
@@ -29,7 +30,8 @@ from ofa.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ofa.layers import StaticNet, build_static
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
-from ofa.train.budget import PROBE_STEPS, PROBE_WARMUP_STEPS, BudgetError, PhaseProbe, fit_epoch_scale
+from ofa.train.budget import (COST_SAMPLE_STEPS, PROBE_STEPS, PROBE_WARMUP_STEPS, BudgetError, PhaseProbe, adjusted_seconds_per_step,
+                              fit_epoch_scale)
 from ofa.train.distill import subnet_loss
 from ofa.train.distributed import DistContext, all_gather_objects, init_distributed
 from ofa.train.optim import lr_at, make_optimizer
@@ -295,13 +297,19 @@ class _Loop:
                 self.teacher = self._probe_teacher(index, phase)
                 optimizer = make_optimizer(self.net, phase.lr, self.schedule.momentum, self.schedule.weight_decay)
                 self.net.train()
-                t0 = None
+                seconds, timed, mark = [], [], time.perf_counter()
                 for step, (x, y, resolution, _) in enumerate(self._batches(loader, per_epoch, 0, PROBE_WARMUP_STEPS + PROBE_STEPS)):
-                    if step == PROBE_WARMUP_STEPS:
-                        t0 = time.perf_counter()
-                    self._step(optimizer, phase, self.sampler.sample(index, phase, step, resolution), x, y)
-                seconds = (time.perf_counter() - t0) / PROBE_STEPS
-                probes.append(PhaseProbe(phase.name, per_epoch, phase.epochs, seconds))
+                    archs = self.sampler.sample(index, phase, step, resolution)
+                    self._step(optimizer, phase, archs, x, y)
+                    now = time.perf_counter()
+                    if step >= PROBE_WARMUP_STEPS:  # the step and the loading of its batch
+                        seconds.append(now - mark)
+                        timed.append(archs)
+                    mark = now
+                costs = [self._step_macs(archs) for archs in timed]
+                mean_cost = self._phase_mean_macs(index, phase, loader, per_epoch)
+                probes.append(PhaseProbe(phase.name, per_epoch, phase.epochs, adjusted_seconds_per_step(seconds, costs, mean_cost),
+                                         sum(seconds) / len(seconds), mean_cost / (sum(costs) / len(costs))))
                 bar.update(1)
             t0 = time.perf_counter()
             self._accuracies()
@@ -314,6 +322,17 @@ class _Loop:
             self.net.train()
             restore_rng(rng)
         return fit_epoch_scale(probes, eval_seconds, self.schedule.minutes)
+
+    def _step_macs(self, archs: list[Arch]) -> float:
+        """The MACs of one step's subnets per image: the cost its time is adjusted by."""
+        return float(CostModel.for_space(self.net.space).count_many(archs)[1].sum())
+
+    def _phase_mean_macs(self, index: int, phase: Phase, loader: BatchLoader, per_epoch: int) -> float:
+        """The phase's average MACs per step over COST_SAMPLE_STEPS steps' subnets and resolutions
+        (both pure functions of the step: nothing is trained or loaded)."""
+        archs = [arch for step in range(COST_SAMPLE_STEPS)
+                 for arch in self.sampler.sample(index, phase, step, loader.resolution_for(*divmod(step, per_epoch)))]
+        return self._step_macs(archs) / COST_SAMPLE_STEPS
 
     def _distils(self, index: int, phase: Phase) -> bool:
         """Whether the phase distils from the frozen teacher (progressive shrinking after the teacher phase)."""
