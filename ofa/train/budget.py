@@ -21,7 +21,7 @@ import numpy as np
 
 from ofa.errors import OfaError
 
-__all__ = ["BudgetError", "PhaseProbe", "adjusted_seconds_per_step", "fit_epoch_scale", "PROBE_WARMUP_STEPS", "PROBE_STEPS"]
+__all__ = ["BudgetError", "PhaseProbe", "adjusted_seconds_per_step", "fit_epoch_scale", "probe_phase", "PROBE_WARMUP_STEPS", "PROBE_STEPS"]
 
 PROBE_WARMUP_STEPS = 4  # the first steps at each input size build kernels and caches: not timed
 PROBE_STEPS = 16  # timed steps per phase (data loading included, as in the run)
@@ -64,6 +64,14 @@ def adjusted_seconds_per_step(seconds: Sequence[float], costs: Sequence[float], 
     correction = slope * (float(mean_cost) - mean_c)
     limit = MAX_COST_ADJUSTMENT * mean_t
     return mean_t + min(limit, max(-limit, correction))
+
+
+def probe_phase(name: str, steps_per_epoch: int, epochs: float, seconds: Sequence[float], costs: Sequence[float],
+                mean_cost: float) -> PhaseProbe:
+    """A phase's probe from its timed steps, their MACs and the phase's average MACs per step."""
+    timed_mean, cost_mean = sum(seconds) / len(seconds), sum(costs) / len(costs)
+    return PhaseProbe(name, steps_per_epoch, epochs, adjusted_seconds_per_step(seconds, costs, mean_cost), timed_mean,
+                      mean_cost / cost_mean)
 
 
 def fit_epoch_scale(probes: Sequence[PhaseProbe], eval_seconds: float, minutes: float) -> dict[str, Any]:

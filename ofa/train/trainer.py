@@ -30,8 +30,7 @@ from ofa.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from ofa.layers import StaticNet, build_static
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
-from ofa.train.budget import (COST_SAMPLE_STEPS, PROBE_STEPS, PROBE_WARMUP_STEPS, BudgetError, PhaseProbe, adjusted_seconds_per_step,
-                              fit_epoch_scale)
+from ofa.train.budget import COST_SAMPLE_STEPS, PROBE_STEPS, PROBE_WARMUP_STEPS, BudgetError, fit_epoch_scale, probe_phase
 from ofa.train.distill import subnet_loss
 from ofa.train.distributed import DistContext, all_gather_objects, init_distributed
 from ofa.train.optim import lr_at, make_optimizer
@@ -308,8 +307,7 @@ class _Loop:
                     mark = now
                 costs = [self._step_macs(archs) for archs in timed]
                 mean_cost = self._phase_mean_macs(index, phase, loader, per_epoch)
-                probes.append(PhaseProbe(phase.name, per_epoch, phase.epochs, adjusted_seconds_per_step(seconds, costs, mean_cost),
-                                         sum(seconds) / len(seconds), mean_cost / (sum(costs) / len(costs))))
+                probes.append(probe_phase(phase.name, per_epoch, phase.epochs, seconds, costs, mean_cost))
                 bar.update(1)
             t0 = time.perf_counter()
             self._accuracies()
