@@ -9,7 +9,8 @@ Cases:
              Without it, a subnet (seeded sample, 32 px) of an UNTRAINED `cifar` supernet: latency
              only; INT8 ranges from real CIFAR-10 training images when the tarball is there.
   * mbv3:    a subnet (seeded sample, 224 px) of ofa-mbv3-w1.0 imported from the reference
-             fixture /work/shared/fixtures/mit-ofa-mbv3-w1.0/init.pt (random weights): latency only.
+             fixture ../shared/fixtures/mit-ofa-mbv3-w1.0/init.pt (random weights; our own random init
+             where it is absent): latency only.
   * digits:  a `tiny` subnet trained briefly on scikit-learn's digits (16 px): latency and the
              INT8 accuracy drop on the digits test split.
 Each case is exported with the project's own functions (export_onnx with parity check,
@@ -46,8 +47,9 @@ from ofa.space import Arch, SearchSpace  # noqa: E402
 from ofa.supernet import Supernet  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "bench_export.json"
-MIT_FIXTURE = Path("/work/shared/fixtures/mit-ofa-mbv3-w1.0/init.pt")
-CIFAR = Path("/work/shared/data/cifar10-jpeg.tar.gz")
+SHARED = REPO.parent / "shared"  # the fixtures and data beside the checkout
+MIT_FIXTURE = SHARED / "fixtures" / "mit-ofa-mbv3-w1.0" / "init.pt"
+CIFAR = SHARED / "data" / "cifar10-jpeg.tar.gz"
 
 
 @dataclass
@@ -108,11 +110,15 @@ def case_cifar(seed: int, supernet_dir: Path | None = None, arch_path: Path | No
 def case_mbv3(seed: int) -> Case:
     from ofa.mit import import_mit
 
-    net = import_mit(MIT_FIXTURE)
+    torch.manual_seed(seed)
+    if MIT_FIXTURE.is_file():
+        net, source = import_mit(MIT_FIXTURE), "reference fixture, random weights"
+    else:  # latency only either way: our own random initialization times the same
+        net, source = Supernet(SearchSpace.preset("ofa-mbv3-w1.0")), f"random weights ({MIT_FIXTURE} absent)"
     arch = _sample_at(net.space, 224, seed)
     torch.manual_seed(seed)
     calib = torch.randn(64, 3, 224, 224)
-    return Case("mbv3", net.extract(arch).eval(), arch, calib, None, "ofa-mbv3-w1.0 (reference fixture, random weights) subnet; INT8 ranges from random images")
+    return Case("mbv3", net.extract(arch).eval(), arch, calib, None, f"ofa-mbv3-w1.0 ({source}) subnet; INT8 ranges from random images")
 
 
 def case_digits(seed: int) -> Case:

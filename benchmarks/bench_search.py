@@ -48,7 +48,7 @@ from ofa.search import (  # noqa: E402
 from ofa.search.operators import random_codes  # noqa: E402
 from ofa.space import SearchSpace  # noqa: E402
 
-NOTE10 = Path("/work/shared/fixtures/mit-ofa-note10/tables")
+NOTE10 = REPO.parent / "shared" / "fixtures" / "mit-ofa-note10" / "tables"  # the fixtures beside the checkout
 REF_VENV = Path(os.environ.get("OFA_REF_VENV", Path.home() / ".cache" / "ofa-ref-venv"))
 
 

@@ -15,6 +15,10 @@ per-round ratios.
     python benchmarks/bench_supernet.py                 # full run, ~5 min on 2 cores
     python benchmarks/bench_supernet.py --quick         # smoke run (few steps, no goals judged)
     python benchmarks/bench_supernet.py --no-reference  # without the reference venv
+    python benchmarks/bench_supernet.py --cuda --no-reference   # on a CUDA GPU (224 px mbv3, 32 px cifar)
+
+On a GPU (`--cuda`) a step is what `ofa train` runs there: channels_last, bf16 autocast, and the
+timer waits for the GPU (torch.cuda.synchronize) after each step.
 
 The reference venv comes from benchmarks/setup_reference_venv.sh (`$OFA_REF_VENV`, default
 ~/.cache/ofa-ref-venv).  Results: a table on stdout and benchmarks/results/bench_supernet.json.
@@ -68,12 +72,18 @@ class Case:
     resolution: int
     batch: int
     reference: bool  # the reference package only has the ImageNet MobileNetV3 supernet
+    device: str = "cpu"
 
 
 CASES = (
     Case("mbv3-128px-b32", "ofa-mbv3-w1.0", 128, 32, reference=True),
     Case("mbv3-32px-b128", "ofa-mbv3-w1.0", 32, 128, reference=True),
     Case("cifar-32px-b128", "cifar", 32, 128, reference=False),
+)
+# the training issue's GPU check: the ImageNet space at 224 px, and the CIFAR space at a GPU-sized batch
+CUDA_CASES = (
+    Case("mbv3-224px-b64-cuda", "ofa-mbv3-w1.0", 224, 64, reference=False, device="cuda"),
+    Case("cifar-32px-b256-cuda", "cifar", 32, 256, reference=False, device="cuda"),
 )
 
 
@@ -107,11 +117,14 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         self.model, self.x, self.y = model.train(), x, y
+        self.cuda = x.is_cuda
         self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
 
     def step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
-        F.cross_entropy(self.model(self.x), self.y).backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):  # as ofa train does on a GPU
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        loss.backward()
         self.opt.step()
 
     def run(self, n: int) -> Timings:
@@ -119,6 +132,8 @@ class TrainStep:
         for _ in range(n):
             t0, c0 = time.perf_counter(), time.process_time()
             self.step()
+            if self.cuda:
+                torch.cuda.synchronize()
             wall.append((time.perf_counter() - t0) * 1e3)
             cpu.append((time.process_time() - c0) * 1e3)
         return Timings(wall, cpu)
@@ -172,7 +187,10 @@ def bench_case(case: Case, args: argparse.Namespace, ref_python: Path | None) ->
     supernet.set_active(arch)
     static = supernet.extract(arch)
     x, y = make_batch(case.resolution, case.batch, space.n_classes, args.seed)
-    if args.channels_last:
+    if case.device == "cuda":
+        supernet, static = supernet.cuda(), static.cuda()
+        x, y = x.cuda(), y.cuda()
+    if args.channels_last or case.device == "cuda":
         supernet, static = supernet.to(memory_format=torch.channels_last), static.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     runners: dict[str, Callable[[int], Timings]] = {
@@ -257,11 +275,11 @@ def print_table(results: list[CaseResult], counts: dict[str, float]) -> None:
 
     print()
     print("median wall ms per training step; ratios: of medians [median of per-round ratios] (of CPU-time medians)")
-    print(f"{'case':18} {'elastic':>9} {'static':>9} {'reference':>9}  {'elastic/static':>27}  {'elastic/reference':>27}")
+    print(f"{'case':20} {'elastic':>9} {'static':>9} {'reference':>9} {'elastic img/s':>13}  {'elastic/static':>27}  {'elastic/reference':>27}")
     for r in results:
         ref = f"{r.median_ms['reference']:9.1f}" if "reference" in r.median_ms else f"{'-':>9}"
         print(
-            f"{r.case:18} {r.median_ms['elastic']:9.1f} {r.median_ms['static']:9.1f} {ref}  "
+            f"{r.case:20} {r.median_ms['elastic']:9.1f} {r.median_ms['static']:9.1f} {ref} {r.batch / r.median_ms['elastic'] * 1e3:13,.0f}  "
             f"{ratio(r, 'elastic/static'):>27}  {ratio(r, 'elastic/reference'):>27}"
         )
         if r.reference_note:
@@ -290,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds (default 2)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], default=[c.name for c in CASES])
+    parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES + CUDA_CASES],
+                        help="default: the CPU cases, or with --cuda the GPU cases")
+    parser.add_argument("--cuda", action="store_true", help="run the GPU cases (channels_last, bf16 autocast) instead")
     parser.add_argument("--ref-venv", type=Path, default=DEFAULT_REF_VENV, help="reference venv ($OFA_REF_VENV)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference package")
     parser.add_argument("--channels-last", action="store_true", help="run our models in channels_last memory format")
@@ -298,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 steps, 10,000 archs")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
+    if args.cases is None:
+        args.cases = [c.name for c in (CUDA_CASES if args.cuda else CASES)]
+    if any(c.name in args.cases for c in CUDA_CASES) and not torch.cuda.is_available():
+        parser.error("the GPU cases (--cuda, *-cuda) need a CUDA GPU visible to PyTorch; run without --cuda here")
     if args.quick:
         args.rounds, args.steps, args.warmup, args.count_archs = 2, 2, 1, 10_000
     torch.set_num_threads(args.threads)
@@ -310,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(timezone.utc)
     results = []
-    for case in (c for c in CASES if c.name in args.cases):
+    for case in (c for c in CASES + CUDA_CASES if c.name in args.cases):
         print(f"{case.name}: {case.space} at {case.resolution}px, batch {case.batch} ...", file=sys.stderr, flush=True)
         results.append(bench_case(case, args, ref_python))
     counts = bench_count("ofa-mbv3-w1.0", args.count_archs, repeats=5, seed=args.seed)

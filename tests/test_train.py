@@ -28,7 +28,7 @@ from ofa.train.samplers import SubnetSampler
 
 TINY = SearchSpace.preset("tiny")
 FAST = ["--space", "tiny", "--data", "digits", "--schedule", "smoke", "--set", "steps_per_epoch=3", "--set", "eval_images=100",
-        "--set", "calib_images=100", "--threads", "1", "-q"]
+        "--set", "calib_images=100", "--threads", "1", "--device", "cpu", "-q"]  # bit-exact resume is a CPU promise
 OFA = [sys.executable, "-m", "ofa"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -303,6 +303,24 @@ def test_sigkill_and_resume_gives_bit_identical_weights(reference_run: Path, tmp
     assert not different, f"resumed weights differ from the uninterrupted run: {different[:5]}"
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert len(steps) == 18  # replayed steps were not logged twice
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
+def test_trains_on_a_gpu_in_bf16_resumes_and_evaluates_on_cpu(tmp_path: Path, capsys, one_thread):
+    gpu = [a if a != "cpu" else "cuda" for a in FAST]
+    out = tmp_path / "work"
+    assert main(["train", *gpu, "--out", str(out), "--checkpoint-every", "2"]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["complete"] and all(e["images_per_s"] > 0 for e in report["phases"].values())
+    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(lines) == 18 and all(math.isfinite(e["loss"]) for e in lines)
+    weights = torch.load(out / "supernet" / "weights.pt", weights_only=True)
+    assert all(t.device.type == "cpu" and t.dtype != torch.bfloat16 for t in weights.values())  # bf16 is compute only
+    capsys.readouterr()
+    assert main(["train", *gpu, "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed"] is True
+    assert main(["eval", "--supernet", str(out / "supernet"), "--arch", "max", "--device", "cpu", "-q"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["top1"] <= 1.0
 
 
 def test_refuses_other_space_other_settings_and_nothing_to_resume(reference_run: Path, tmp_path: Path, capsys, one_thread):
