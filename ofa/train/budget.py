@@ -69,9 +69,8 @@ def adjusted_seconds_per_step(seconds: Sequence[float], costs: Sequence[float], 
 def probe_phase(name: str, steps_per_epoch: int, epochs: float, seconds: Sequence[float], costs: Sequence[float],
                 mean_cost: float) -> PhaseProbe:
     """A phase's probe from its timed steps, their MACs and the phase's average MACs per step."""
-    timed_mean, cost_mean = sum(seconds) / len(seconds), sum(costs) / len(costs)
-    return PhaseProbe(name, steps_per_epoch, epochs, adjusted_seconds_per_step(seconds, costs, mean_cost), timed_mean,
-                      mean_cost / cost_mean)
+    adjusted = adjusted_seconds_per_step(seconds, costs, mean_cost)  # checks the lengths first
+    return PhaseProbe(name, steps_per_epoch, epochs, adjusted, float(np.mean(seconds)), mean_cost / float(np.mean(costs)))
 
 
 def fit_epoch_scale(probes: Sequence[PhaseProbe], eval_seconds: float, minutes: float) -> dict[str, Any]:
