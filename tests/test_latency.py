@@ -330,7 +330,7 @@ def test_bundle_runner_needs_no_torch_and_matches_a_local_build(table, tmp_path,
     # precision) fails here.  Shape: entries mapped to the wrong blocks would scatter the per-arch ratios.
     assert 0.5 < np.median(ratio) < 2, f"remote and local tables disagree beyond noise: median ratio {np.median(ratio):.2f}"
     spread = np.percentile(ratio, 90) / np.percentile(ratio, 10)
-    assert spread < 1.35, f"remote and local tables rank subnets differently: per-arch ratio spread {spread:.2f}"
+    assert spread < 1.6, f"remote and local tables rank subnets differently: per-arch ratio spread {spread:.2f}"
 
 
 def test_bundle_refuses_runtimes_it_cannot_ship(tmp_path):
