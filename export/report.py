@@ -112,8 +112,13 @@ def format_table(report: ExportReport) -> str:
         f"arch {report.arch}, {report.test_images} test images, batch-1 latency with {report.threads} threads on this machine",
     ]
     if s["ort_fp32_speedup_vs_torch"] is not None:
-        notes.append(f"ONNX Runtime FP32 vs eager PyTorch: {s['ort_fp32_speedup_vs_torch']:.2f}x faster")
+        notes.append(f"ONNX Runtime FP32 vs eager PyTorch: {_speed(s['ort_fp32_speedup_vs_torch'])}")
     if s["ort_int8_speedup_vs_fp32"] is not None:
-        notes.append(f"ONNX Runtime INT8 vs FP32: {s['ort_int8_speedup_vs_fp32']:.2f}x faster, top-1 drop {s['int8_top1_drop_points']:+.2f} points")
+        notes.append(f"ONNX Runtime INT8 vs FP32: {_speed(s['ort_int8_speedup_vs_fp32'])}, top-1 drop {s['int8_top1_drop_points']:+.2f} points")
     notes += [f"{r.format} {r.precision}: {r.note}" for r in report.results if r.note]
     return "\n".join(lines + [""] + notes)
+
+
+def _speed(ratio: float) -> str:
+    """A speed ratio (baseline time / this time) as words: '1.52x faster' or '1.08x slower'."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"

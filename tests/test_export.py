@@ -330,6 +330,9 @@ def test_cli_export_writes_every_format_and_a_report(work, capsys, splits):
     for fmt in ("torch", "onnx", "ort-int8"):
         assert fmt in out
     assert "ONNX Runtime INT8 vs FP32" in out
+    int8_line = next(line for line in out.splitlines() if line.startswith("ONNX Runtime INT8 vs FP32"))
+    speedup = report["summary"]["ort_int8_speedup_vs_fp32"]  # a slower INT8 model reads "slower", never "0.9x faster"
+    assert f"{max(speedup, 1 / speedup):.2f}x {'faster' if speedup >= 1 else 'slower'}," in int8_line
     # the exported files work on their own: PyTorch loader and ONNX Runtime agree
     x = _images(splits, splits.val, 16)
     assert np.allclose(torch_logits(load_exported(target), x), ort_logits(ort_session(target / "model.onnx"), x), atol=1e-4)
