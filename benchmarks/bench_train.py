@@ -167,9 +167,12 @@ def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:
     return [evaluate_arch(net, a, splits.val, splits.test).top1 for a in archs]
 
 
-def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int, schedule: str = "cosine") -> None:
+def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int, schedule: str = "cosine", desc: str = "train") -> None:
     """SGD Nesterov with label smoothing, `total` steps of cosine-with-warm-up or one-cycle LR."""
+    from tqdm import tqdm
+
     opt = make_optimizer(net, lr, 0.9, 5e-5)
+    bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
     onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total) if schedule == "onecycle" else None
     step = 0
     net.train()
@@ -187,6 +190,8 @@ def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int
             if onecycle is not None:
                 onecycle.step()
             step += 1
+            bar.update()
+    bar.close()
 
 
 def _test_top1(net: torch.nn.Module, splits, resolution: int) -> float:
@@ -206,7 +211,7 @@ def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, 
     net = build_static(space.with_classes(splits.num_classes), arch).to(memory_format=torch.channels_last)
     info = splits.info
     loader = BatchLoader(splits.train, batch, train=True, resolutions=[arch.resolution], seed=seed, mean=info["mean"], std=info["std"], hflip=info["hflip"])
-    _train_loop(net, loader, int(math.ceil(epochs * len(loader))), lr, len(loader) // 3)
+    _train_loop(net, loader, int(math.ceil(epochs * len(loader))), lr, len(loader) // 3, desc=f"scratch {arch}")
     return _test_top1(net, splits, arch.resolution)
 
 
@@ -239,7 +244,7 @@ def _static_baseline(splits, minutes: float, batch: int, seed: int) -> dict:
     step_s = (time.perf_counter() - t) / 16
     total = int(minutes * 60 / step_s)
     t = time.perf_counter()
-    _train_loop(net, loader, total, 0.2, 0, schedule="onecycle")
+    _train_loop(net, loader, total, 0.2, 0, schedule="onecycle", desc="static MobileNetV3-small")
     return {
         "model": "torchvision mobilenet_v3_small, stem stride 1, 32 px", "params": sum(p.numel() for p in net.parameters()),
         "epochs": total / len(loader), "minutes": (time.perf_counter() - t) / 60, "top1": _test_top1(net, splits, 32),
