@@ -114,9 +114,18 @@ def format_table(report: ExportReport) -> str:
     if s["ort_fp32_speedup_vs_torch"] is not None:
         notes.append(f"ONNX Runtime FP32 vs eager PyTorch: {_speed(s['ort_fp32_speedup_vs_torch'])}")
     if s["ort_int8_speedup_vs_fp32"] is not None:
-        notes.append(f"ONNX Runtime INT8 vs FP32: {_speed(s['ort_int8_speedup_vs_fp32'])}, top-1 drop {s['int8_top1_drop_points']:+.2f} points")
+        notes.append(f"ONNX Runtime INT8 vs FP32: {_speed(s['ort_int8_speedup_vs_fp32'])}{_top1_change(s['int8_top1_drop_points'])}")
     notes += [f"{r.format} {r.precision}: {r.note}" for r in report.results if r.note]
     return "\n".join(lines + [""] + notes)
+
+
+def _top1_change(drop_points: float | None) -> str:
+    """The INT8 accuracy change as words (', top-1 0.84 points lower'); nothing without test accuracy."""
+    if drop_points is None:
+        return ""
+    if abs(drop_points) < 0.005:
+        return ", top-1 unchanged"
+    return f", top-1 {abs(drop_points):.2f} points {'lower' if drop_points > 0 else 'higher'}"
 
 
 def _speed(ratio: float) -> str:

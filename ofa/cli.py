@@ -79,13 +79,18 @@ def _config_path(argv: Sequence[str]) -> str | None:
 
 def _apply_config(parser: argparse.ArgumentParser, config: dict[str, Any]) -> None:
     """Config values become defaults of the parser they belong to, after type conversion."""
+    # a key is an option's name as on the command line (`set`, `checkpoint_every`) or its dest (`overrides`)
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
-    unknown = sorted(set(config) - set(actions))
+    names = {o.lstrip("-").replace("-", "_"): a for a in actions.values() for o in a.option_strings if o.startswith("--")}
+    unknown = sorted(set(config) - set(actions) - set(names))
     if unknown:
-        raise UsageError(f"unknown option(s) in config file: {', '.join(unknown)}; valid: {', '.join(sorted(actions))}")
+        raise UsageError(f"unknown option(s) in config file: {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
     defaults = {}
     for key, value in config.items():
-        action = actions[key]
+        action = names.get(key) or actions[key]
+        key = action.dest
+        if isinstance(value, dict) and isinstance(action, argparse._AppendAction):  # set: {teacher.epochs: 2}
+            value = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
         convert = action.type
         try:
             if convert is not None and isinstance(value, list):

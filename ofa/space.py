@@ -458,7 +458,12 @@ class Arch:
         path = Path(path)
         if not path.is_file():
             raise ArchError(f"arch file {path} does not exist")
-        return Arch.from_json(path.read_text(), space)
+        try:
+            return Arch.from_json(path.read_text(), space)
+        except ArchError as exc:  # name the file, and where valid archs come from
+            name = space.name if space is not None and space.name in PRESETS else "SPACE"
+            hint = f" (`ofa space sample --space {name}` prints archs of this space)" if space is not None else ""
+            raise ArchError(f"{path}: {exc}{hint}") from None
 
     def save(self, path: str | Path) -> None:
         from ofa.io import atomic_write_text

@@ -67,6 +67,19 @@ def test_config_file_supplies_options_and_flags_win(tmp_path, capsys):
     assert "unknown option(s) in config file: spaec" in capsys.readouterr().err
 
 
+def test_config_keys_are_the_option_names(tmp_path):
+    """`set:` in a config file (list or mapping) means `--set`, as a user reading `ofa train --help` would write it."""
+    from ofa.cli import _apply_config, _load_config
+
+    for text in ("set:\n  - teacher.epochs=2\n  - expand2.smallest=true\n", "set:\n  teacher.epochs: 2\n  expand2.smallest: true\n"):
+        config = tmp_path / "train.yaml"
+        config.write_text("space: tiny\ncheckpoint-every: 7\n" + text)
+        _, subparsers = build_parser()
+        _apply_config(subparsers["train"], _load_config(str(config)))
+        args = subparsers["train"].parse_args([])
+        assert args.overrides == ["teacher.epochs=2", "expand2.smallest=true"] and args.checkpoint_every == 7 and args.space == "tiny"
+
+
 def test_units():
     assert parse_duration_ms("20ms") == 20.0
     assert parse_duration_ms("1.5s") == 1500.0

@@ -333,6 +333,8 @@ def test_cli_export_writes_every_format_and_a_report(work, capsys, splits):
     int8_line = next(line for line in out.splitlines() if line.startswith("ONNX Runtime INT8 vs FP32"))
     speedup = report["summary"]["ort_int8_speedup_vs_fp32"]  # a slower INT8 model reads "slower", never "0.9x faster"
     assert f"{max(speedup, 1 / speedup):.2f}x {'faster' if speedup >= 1 else 'slower'}," in int8_line
+    drop = report["summary"]["int8_top1_drop_points"]  # "top-1 0.84 points lower", never "drop -5.56"
+    assert ("top-1 unchanged" if abs(drop) < 0.005 else f"top-1 {abs(drop):.2f} points {'lower' if drop > 0 else 'higher'}") in int8_line
     # the exported files work on their own: PyTorch loader and ONNX Runtime agree
     x = _images(splits, splits.val, 16)
     assert np.allclose(torch_logits(load_exported(target), x), ort_logits(ort_session(target / "model.onnx"), x), atol=1e-4)

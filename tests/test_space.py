@@ -143,6 +143,9 @@ def test_json_round_trip_and_reference_format(tmp_path):
         Arch.from_json('{"kernel": [3]}', space)
     with pytest.raises(ArchError, match="does not exist"):
         Arch.load(tmp_path / "missing.json", space)
+    SearchSpace.preset("tiny").sample(0).save(tmp_path / "tiny.json")  # another space's arch: the file and the fix
+    with pytest.raises(ArchError, match=r"tiny.json: arch has 4 stage depths.*`ofa space sample --space ofa-mbv3-w1.0`"):
+        Arch.load(tmp_path / "tiny.json", space)
 
 
 def test_encode_decode_round_trip_canonicalizes_inactive_slots():
