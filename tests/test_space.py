@@ -33,7 +33,7 @@ def test_cifar_space_keeps_last_feature_map_at_least_2x2_and_a_few_million_param
         assert size >= 2, res
     params = space.count(space.max_arch()).params
     assert 1e6 < params < 10e6
-    # cifar-cpu (about 50 minutes on 2 Zen 4 cores) is sized for this cost: a heavier max subnet starves the teacher phase
+    # cifar-cpu (about an hour of 2 cores) is sized for this cost: a heavier max subnet starves the teacher phase
     assert 15e6 < space.count(space.max_arch()).macs < 25e6
     assert space.count(space.min_arch()).macs < 5e6
 

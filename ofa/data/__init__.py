@@ -1,7 +1,7 @@
 """Datasets for once-for-all: bundled digits, the CIFAR-10 JPEG tarball, or any ImageFolder.
 
     splits = load_dataset("digits")                      # or "cifar10:PATH.tar.gz", or a folder
-    loader = BatchLoader(splits.train, 128, train=True, resolutions=[24, 28, 32],
+    loader = BatchLoader(splits.train, 128, train=True, resolutions=[28, 32],
                          mean=splits.info["mean"], std=splits.info["std"],
                          hflip=splits.info["hflip"])
     for epoch in range(epochs):
