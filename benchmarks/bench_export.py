@@ -69,8 +69,9 @@ def _sample_at(space: SearchSpace, resolution: int, seed: int) -> Arch:
 
 def _images(dataset, resolution: int, info: dict, n: int | None = None):
     from ofa.data import BatchLoader
+    from ofa.evaluate import shuffled_subset
 
-    ds = dataset if n is None else dataset.subset(range(min(n, len(dataset))))
+    ds = dataset if n is None else shuffled_subset(dataset, n)  # splits are class-sorted: mix the classes
     loader = BatchLoader(ds, 256, train=False, resolutions=[resolution], mean=info["mean"], std=info["std"], hflip=False)
     xs, ys = zip(*[(x, y) for x, y, _ in loader])
     return torch.cat(xs), torch.cat(ys)

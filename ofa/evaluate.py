@@ -12,7 +12,7 @@ from ofa.bn import recalibrate_bn
 from ofa.space import Arch
 from ofa.supernet import Supernet
 
-__all__ = ["EvalResult", "evaluate", "evaluate_arch", "normalization"]
+__all__ = ["EvalResult", "evaluate", "evaluate_arch", "normalization", "shuffled_subset", "spread_subset"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def evaluate_arch(
 
     mean, std = normalization(supernet, mean, std)
     net = supernet.extract(arch).to(device)
-    calib_dataset = spread_subset(calib_dataset, n_calib)
+    calib_dataset = shuffled_subset(calib_dataset, n_calib)
     calib = BatchLoader(calib_dataset, batch_size, train=False, resolutions=[arch.resolution], mean=mean, std=std)
     recalibrate_bn(net, calib, n_images=n_calib, device=device)
     eval_dataset = spread_subset(eval_dataset, max_images)
@@ -83,6 +83,18 @@ def spread_subset(dataset, n: int | None, seed: int = 0):
         return dataset
     picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
     return dataset.subset(picked.sort().values)
+
+
+def shuffled_subset(dataset, n: int | None, seed: int = 0):
+    """`n` rows drawn at random (fixed seed) in random order; all rows, shuffled, if n is None or >= len.
+
+    For BatchNorm re-calibration: splits are stored class by class, and a batch of one class
+    normalizes with that class's statistics, so calibration batches must mix classes (measured:
+    in-order batches cost the cifar max subnet 2-4 points of top-1).
+    """
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return dataset.subset(picked)
 
 
 def normalization(supernet: Supernet, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> tuple[list[float], list[float]]:

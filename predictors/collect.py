@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ofa.bn import recalibrate_bn
-from ofa.evaluate import evaluate, normalization, spread_subset
+from ofa.evaluate import evaluate, normalization, shuffled_subset
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
 from predictors.samples import Sample, SamplesError, SamplesHeader, append_line, create_file, read_samples, repair_tail
@@ -136,7 +136,7 @@ class SubnetEvaluator:
 
     def _prepare(self, resolution: int) -> None:
         if resolution != self._resolution:
-            self._calib = self._batches(spread_subset(self.calib_dataset, self.n_calib), resolution, self.n_calib)
+            self._calib = self._batches(shuffled_subset(self.calib_dataset, self.n_calib), resolution, self.n_calib)
             self._eval = self._batches(self.eval_dataset, resolution, None)
             self._resolution = resolution
 

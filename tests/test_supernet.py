@@ -206,12 +206,17 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
 def test_recalibrate_bn_estimates_exact_statistics():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, bias=False), torch.nn.BatchNorm2d(4))
-    batches = [torch.randn(8, 3, 5, 5) for _ in range(4)]
+    # batches with different means, as class-sorted data gives: averaging per-batch variances would
+    # miss the spread between the batch means
+    batches = [torch.randn(8, 3, 5, 5) * (1 + i) + 3 * i for i in range(4)]
     with torch.no_grad():
         feats = torch.cat([model[0](b) for b in batches])
     n = recalibrate_bn(model, [(b, None) for b in batches], n_images=32)
     assert n == 32 and not model.training
     assert torch.allclose(model[1].running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(model[1].running_var, feats.var(dim=(0, 2, 3)), rtol=1e-5)  # unbiased, as BatchNorm keeps it
+    n = recalibrate_bn(model, [(b, None) for b in batches], n_images=20)  # stops mid-batch
+    assert n == 20 and torch.allclose(model[1].running_var, feats[:20].var(dim=(0, 2, 3)), rtol=1e-5)
     assert model[1].momentum == 0.1
     with pytest.raises(ValueError, match="no images"):
         recalibrate_bn(model, [])

@@ -421,3 +421,18 @@ def test_truncated_evaluation_samples_every_class():
     assert len(part) == 300 and set(part.labels.tolist()) == set(range(10))
     assert torch.equal(spread_subset(data, 300).labels, part.labels)  # deterministic
     assert spread_subset(data, None) is data and spread_subset(data, 5000) is data
+
+
+def test_calibration_batches_mix_classes():
+    """A calibration batch of one class normalizes with that class's statistics: every batch must mix classes."""
+    from ofa.data import ImageTensorDataset
+    from ofa.evaluate import shuffled_subset
+
+    labels = torch.arange(10).repeat_interleave(100)  # class-sorted, like an ImageFolder split
+    data = ImageTensorDataset(torch.arange(1000).remainder(256).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2).contiguous(), labels)
+    whole = shuffled_subset(data, None)
+    assert sorted(whole.labels.tolist()) == labels.tolist()  # every row once
+    assert all(len(set(whole.labels[i : i + 50].tolist())) >= 6 for i in range(0, 1000, 50))
+    part = shuffled_subset(data, 200, seed=3)
+    assert len(part) == 200 and torch.equal(part.labels, shuffled_subset(data, 200, seed=3).labels)  # deterministic
+    assert not torch.equal(part.labels, shuffled_subset(data, 200, seed=4).labels)

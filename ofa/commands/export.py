@@ -50,7 +50,7 @@ def _export(args: argparse.Namespace) -> int:
     )
     from ofa.bn import recalibrate_bn
     from ofa.data import BatchLoader, DataError, load_dataset
-    from ofa.evaluate import normalization
+    from ofa.evaluate import normalization, shuffled_subset, spread_subset
     from ofa.supernet import Supernet
 
     if not args.arch:
@@ -91,22 +91,23 @@ def _export(args: argparse.Namespace) -> int:
     )
 
     log.info("extracting %s and re-calibrating BatchNorm on %d training images", arch, min(args.bn_images, len(splits.train)))
+    bn_split = shuffled_subset(splits.train, args.bn_images, args.seed)  # batches must mix classes
     model = supernet.extract(arch)
-    recalibrate_bn(model, loader(splits.train), n_images=args.bn_images)
+    recalibrate_bn(model, loader(bn_split), n_images=args.bn_images)
     finetuned = None
     if args.finetune:
         teacher = supernet.extract(space.max_arch())
-        recalibrate_bn(teacher, loader(splits.train), n_images=args.bn_images)
+        recalibrate_bn(teacher, loader(bn_split), n_images=args.bn_images)
         result = finetune(model, loader(splits.train, train=True), args.finetune, teacher=teacher, lr=args.lr, progress=not quiet)
-        recalibrate_bn(model, loader(splits.train), n_images=args.bn_images)
+        recalibrate_bn(model, loader(bn_split), n_images=args.bn_images)
         finetuned = result.to_dict()
         log.info("fine-tuned %d epochs in %.0f s (final loss %.3f)", result.epochs, result.seconds, result.final_loss)
 
     generator = torch.Generator().manual_seed(args.seed)
     calib_index = torch.randperm(len(splits.train), generator=generator)[: args.calib_images]
-    test = splits.test if args.max_test is None else splits.test.subset(range(min(args.max_test, len(splits.test))))
+    test = spread_subset(splits.test, args.max_test)  # every class, not the first ones
     images = ExportImages(
-        parity=_images(loader(splits.val.subset(range(min(args.parity_images, len(splits.val)))))),
+        parity=_images(loader(spread_subset(splits.val, args.parity_images))),
         calibration=_images(loader(splits.train.subset(calib_index))),
         test=loader(test),
     )
