@@ -516,10 +516,9 @@ PRESETS: dict[str, SearchSpace] = {
     # 190 images/s on 2 cores, so a 60-minute schedule saw the full network for only 5 epochs; this
     # plan costs 18.8 M MACs (min 3.9 M) and trains 2.7x faster with the same widths and choices.
     # Kernels {3, 5} and 28/32 px since 2026-12-07: at 32 px the last three stages run at 2x2 and the
-    # one before at 4x4, where a 7x7 depthwise kernel is mostly padding, and a 24-px subnet loses more
-    # accuracy than it saves time.  At the same cifar-cpu budget the min / mid / max subnets gained
-    # +3.2 / +1.5 / +1.5 points on the mean of two seeds (seed spread as large; BENCHMARKS.md, "A leaner
-    # cifar space"); 4.3 M..16.9 M MACs.
+    # one before at 4x4, where a 7x7 depthwise kernel is mostly padding.  At a 60-minute cifar-cpu budget
+    # (seed 0 each) min / mid / max went 77.6 / 80.9 / 80.6% -> 79.8 / 80.3 / 81.6% (BENCHMARKS.md, "BatchNorm
+    # re-calibration on class-sorted batches"); 4.3 M..16.9 M MACs.
     "cifar": SearchSpace(
         name="cifar",
         stem_width=16,
