@@ -87,7 +87,7 @@ def case_cifar(seed: int, supernet_dir: Path | None = None, arch_path: Path | No
         arch = Arch.load(arch_path, space) if arch_path else _sample_at(space, 32, seed)
         splits = load_dataset(f"cifar10:{CIFAR}", progress=False)
         model = net.extract(arch).eval()
-        calib, _ = _images(splits.val, arch.resolution, splits.info)
+        calib, _ = _images(splits.val, arch.resolution, splits.info, len(splits.val))  # shuffled: calib[:256] spans the classes
         recalibrate_bn(model, [(calib,)], n_images=len(calib))
         test = _images(splits.test, arch.resolution, splits.info)
         source = "specialized (--cifar-arch)" if arch_path else "seeded sample"

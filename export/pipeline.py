@@ -138,7 +138,7 @@ def _run(model, info, out, images, options, formats, threads, log, extra) -> Exp
         top1 = _top1(lambda x: _ort_forward(int8, x), images.test)
         results.append(
             FormatResult("ort-int8", "int8", "onnxruntime cpu", INT8_FILE, (out / INT8_FILE).stat().st_size, parity, "onnx fp32", top1,
-                         note="QDQ static quantization (U8S8, per-channel, MinMax); parity is informative, not a check")
+                         note="QDQ static quantization (U8S8, per-channel, 99.99th-percentile ranges); parity is informative, not a check")
         )
         runners["ort-int8"] = lambda: int8.run([OUTPUT_NAME], {INPUT_NAME: x1_np})
 
