@@ -76,17 +76,14 @@ def quantize_int8(
 
         def write(target: Path) -> None:
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its settings
-                _quantize(target)
-
-        def _quantize(target: Path) -> None:
-            quantize_static(
-                str(prepared), str(target), reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": CALIB_PERCENTILE, **({"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {})},
-            )
+                quantize_static(
+                    str(prepared), str(target), reader,
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    calibrate_method=CalibrationMethod.Percentile,
+                    extra_options={"CalibPercentile": CALIB_PERCENTILE, **({"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {})},
+                )
 
         return atomic_write(out_path, write)

@@ -81,8 +81,7 @@ def spread_subset(dataset, n: int | None, seed: int = 0):
     """
     if n is None or n >= len(dataset):
         return dataset
-    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
-    return dataset.subset(picked.sort().values)
+    return dataset.subset(_random_rows(len(dataset), n, seed).sort().values)
 
 
 def shuffled_subset(dataset, n: int | None, seed: int = 0):
@@ -92,9 +91,12 @@ def shuffled_subset(dataset, n: int | None, seed: int = 0):
     normalizes with that class's statistics, so calibration batches must mix classes (measured:
     in-order batches cost cifar subnets 1.4-6.1 points of top-1).
     """
-    n = len(dataset) if n is None else min(int(n), len(dataset))
-    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
-    return dataset.subset(picked)
+    return dataset.subset(_random_rows(len(dataset), len(dataset) if n is None else int(n), seed))
+
+
+def _random_rows(total: int, n: int, seed: int) -> torch.Tensor:
+    """The first `n` positions of a seeded permutation of range(total)."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
 
 
 def normalization(supernet: Supernet, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> tuple[list[float], list[float]]:

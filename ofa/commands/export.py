@@ -43,8 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import torch
-
     from export import (
         ExportImages, ExportInfo, ExportOptions, check_requirements, finetune, format_table, parse_formats, parse_precisions, run_export,
     )
@@ -103,12 +101,10 @@ def _export(args: argparse.Namespace) -> int:
         finetuned = result.to_dict()
         log.info("fine-tuned %d epochs in %.0f s (final loss %.3f)", result.epochs, result.seconds, result.final_loss)
 
-    generator = torch.Generator().manual_seed(args.seed)
-    calib_index = torch.randperm(len(splits.train), generator=generator)[: args.calib_images]
     test = spread_subset(splits.test, args.max_test)  # every class, not the first ones
     images = ExportImages(
         parity=_images(loader(spread_subset(splits.val, args.parity_images))),
-        calibration=_images(loader(splits.train.subset(calib_index))),
+        calibration=_images(loader(shuffled_subset(splits.train, args.calib_images, args.seed))),
         test=loader(test),
     )
     info = ExportInfo(space, arch, tuple(mean), tuple(std), tuple(supernet.class_names) if supernet.class_names else tuple(splits.class_names))
