@@ -67,7 +67,11 @@ def quantize_int8(
     fp32_path = Path(fp32_path)
     if not fp32_path.is_file():
         raise ExportError(f"{fp32_path} does not exist: export the ONNX model first (--formats onnx)")
-    reader = ImageCalibrationReader(calib_images, batch_size)
+    # ONNX Runtime's histogram calibrator stacks every batch's outputs into one array, so a short last
+    # batch fails there: use the largest batch size <= batch_size that divides the image count.
+    n = calib_images.shape[0]
+    even = next((b for b in range(min(int(batch_size), n), 0, -1) if n % b == 0), 1)
+    reader = ImageCalibrationReader(calib_images, even)
     with tempfile.TemporaryDirectory(prefix="ofa-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         with warnings.catch_warnings():

@@ -208,6 +208,12 @@ def test_int8_keeps_accuracy_within_a_point_or_two(tmp_path, onnx_file, splits):
     assert fp32 - int8 <= 0.02
 
 
+def test_int8_takes_an_image_count_no_batch_size_divides(tmp_path, onnx_file, splits):
+    """A small dataset gives, e.g., 37 calibration images: the last batch must not break the calibrator."""
+    int8_path = quantize_int8(onnx_file, tmp_path / "q.onnx", _images(splits, splits.train, 37), batch_size=32)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(int8_path)).graph.node}
+
+
 def test_int8_needs_calibration_images_and_an_onnx_file(tmp_path, onnx_file):
     with pytest.raises(ExportError, match="no images"):
         quantize_int8(onnx_file, tmp_path / "q.onnx", torch.empty(0, 3, RES, RES))
