@@ -6,7 +6,8 @@ Settings, measured on an AVX-512 VNNI CPU with ONNX Runtime 1.32 (see benchmarks
   than FP32;
 - per-channel weights: depthwise kernels vary too much per channel for one scale per tensor;
 - `quant_pre_process` first (shape inference and graph fusion), as ONNX Runtime's guide asks.
-- activation ranges from the 99.99th percentile of a histogram, not min/max (outliers; see quantize_int8).
+- activation ranges from the 99.9th percentile of a histogram, not min/max (outliers; see quantize_int8);
+- then empirical bias correction (export/bias_correction.py).
 TensorRT's explicit quantization wants symmetric signed Q/DQ instead: `for_tensorrt=True`.
 """
 from __future__ import annotations
@@ -17,11 +18,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from onnxruntime.quantization import CalibrationDataReader
 
 from ofa.io import atomic_write
 
+from export.bias_correction import correct_bias
 from export.errors import ExportError
 from export.onnx_export import INPUT_NAME
 
@@ -49,17 +52,19 @@ class ImageCalibrationReader(CalibrationDataReader):
         self.start = 0
 
 
-CALIB_PERCENTILE = 99.99  # activation range: this percentile of the values seen in calibration ((100 - p) / 2 % cut off each side)
+CALIB_PERCENTILE = 99.9  # activation range: this percentile of the values seen in calibration ((100 - p) / 2 % cut off each side)
 
 
 def quantize_int8(
-    fp32_path: str | Path, out_path: str | Path, calib_images: torch.Tensor, *, batch_size: int = 32, for_tensorrt: bool = False
+    fp32_path: str | Path, out_path: str | Path, calib_images: torch.Tensor, *, batch_size: int = 32, for_tensorrt: bool = False,
+    percentile: float = CALIB_PERCENTILE, bias_correction: bool = True, progress: bool = False,
 ) -> Path:
     """Write a QDQ INT8 copy of the FP32 ONNX model, with activation ranges from `calib_images`.
 
-    Ranges are the 99.99th percentile of each tensor's values, not min/max: a few outliers in one
+    Ranges are a high percentile of each tensor's values, not min/max: a few outliers in one
     activation stretched its range so far that a lean-space cifar subnet lost 12.7 points of top-1
-    with MinMax against 1.7 with the percentile (2026-12-07, BENCHMARKS.md).
+    with MinMax against 1.7 with the percentile (2026-12-07, BENCHMARKS.md).  Then each layer's bias
+    is corrected on the same images (export/bias_correction.py), which removes most of what is left.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -78,16 +83,18 @@ def quantize_int8(
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
 
-        def write(target: Path) -> None:
-            with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its settings
-                quantize_static(
-                    str(prepared), str(target), reader,
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    calibrate_method=CalibrationMethod.Percentile,
-                    extra_options={"CalibPercentile": CALIB_PERCENTILE, **({"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {})},
-                )
-
-        return atomic_write(out_path, write)
+        quantized = Path(tmp) / "quantized.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its settings
+            quantize_static(
+                str(prepared), str(quantized), reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": float(percentile), **({"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {})},
+            )
+        model = onnx.load(str(quantized))
+        if bias_correction:
+            correct_bias(onnx.load(str(prepared)), model, calib_images, progress=progress)
+        return atomic_write(out_path, lambda target: onnx.save(model, str(target)))

@@ -32,6 +32,7 @@ from export.torch_export import ExportInfo
 from ofa.bn import recalibrate_bn
 from ofa.cli import main
 from ofa.data import BatchLoader, load_dataset
+from ofa.evaluate import shuffled_subset
 from ofa.space import Arch, SearchSpace
 from ofa.supernet import Supernet
 
@@ -194,8 +195,13 @@ def test_export_onnx_refuses_old_opset(tmp_path, trained):
 
 
 # ------------------------------------------------------------------ ONNX Runtime INT8
+def _calibration(splits, n=256):
+    """Held-out training images in a seeded random order: the splits are stored class by class."""
+    return torch.cat([x for x, _, _ in _loader(splits, shuffled_subset(splits.train, n, 0))])
+
+
 def test_int8_keeps_accuracy_within_a_point_or_two(tmp_path, onnx_file, splits):
-    calib = _images(splits, splits.train, 256)
+    calib = _calibration(splits)
     int8_path = quantize_int8(onnx_file, tmp_path / "model.int8.onnx", calib)
     ops = {n.op_type for n in onnx.load(str(int8_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -206,6 +212,21 @@ def test_int8_keeps_accuracy_within_a_point_or_two(tmp_path, onnx_file, splits):
     int8 = _top1(ort_logits(ort_session(int8_path, 1), x), labels)
     assert fp32 > 0.8  # the briefly trained net is a meaningful reference
     assert fp32 - int8 <= 0.02
+
+
+def test_int8_bias_correction_moves_only_biases_toward_the_float_outputs(tmp_path, onnx_file, splits):
+    """Bias correction edits int32 biases, nothing else, and brings held-out logits' means closer to FP32's."""
+    calib = _calibration(splits)
+    plain = onnx.load(str(quantize_int8(onnx_file, tmp_path / "plain.onnx", calib, bias_correction=False)))
+    corrected = onnx.load(str(quantize_int8(onnx_file, tmp_path / "corrected.onnx", calib)))
+    assert [n.op_type for n in plain.graph.node] == [n.op_type for n in corrected.graph.node]
+    before = {i.name: onnx.numpy_helper.to_array(i) for i in plain.graph.initializer}
+    changed = [i for i in corrected.graph.initializer if not np.array_equal(onnx.numpy_helper.to_array(i), before[i.name])]
+    assert changed and all(i.data_type == onnx.TensorProto.INT32 for i in changed)
+    x = _images(splits, splits.test, len(splits.test))
+    reference = ort_logits(ort_session(onnx_file, 1), x).mean(0)
+    error = lambda path: np.abs(ort_logits(ort_session(path, 1), x).mean(0) - reference).mean()  # noqa: E731
+    assert error(tmp_path / "corrected.onnx") < error(tmp_path / "plain.onnx")
 
 
 def test_int8_takes_an_image_count_no_batch_size_divides(tmp_path, onnx_file, splits):

@@ -71,7 +71,7 @@ def _export(args: argparse.Namespace) -> int:
     space = supernet.space
     arch = _load_arch(args.arch, space)
     out = Path(args.out) if args.out else work / "export" / _export_name(args.arch)
-    options = ExportOptions(formats, precisions, args.threads, args.latency_repeats, args.batch_size)
+    options = ExportOptions(formats, precisions, args.threads, args.latency_repeats, args.batch_size, progress=not args.quiet)
     check_requirements(options, out, arch.resolution)  # e.g. TensorRT missing: say so before minutes of work
     trained_on = supernet.metadata.get("data") or {}
     spec = args.data or trained_on.get("source") or trained_on.get("spec")
