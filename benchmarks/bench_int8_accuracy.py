@@ -97,7 +97,7 @@ def main() -> int:
                     row["seconds"][label(p, bc)] = round(time.perf_counter() - start, 1)
                     row["int8"][label(p, bc)] = top1(q, x, y, args.threads)
                 rows.append(row)
-                print(f"{Path(supernet_dir).parent.name}/{name:8s} fp32 {row['fp32']:.2f}  "
+                print(f"{supernet_dir}: {name:8s} fp32 {row['fp32']:.2f}  "
                       + "  ".join(f"{k} {row['fp32'] - v:+.2f}" for k, v in row["int8"].items()), flush=True)
     summary = {}
     print(f"\n{'rule':14s} {'mean drop':>10s} {'median':>8s} {'worst':>7s}   (points of top-1, {len(rows)} subnets)")
