@@ -9,7 +9,7 @@ between the float and the quantized mean of its output on calibration images; wi
 ranges that halved the mean loss over 12 subnets (1.04 -> 0.50 points; worst 2.11 -> 0.83; BENCHMARKS.md).  Layers are corrected in graph order, each
 measured after the ones before it were corrected, since a correction changes everything
 downstream; correcting all from one measurement over-corrects (a cifar subnet fell to chance).
-Only the int32 bias values change: the graph, ranges and speed stay the same.
+Only the bias values change: the graph, ranges and speed stay the same.
 
 ONNX Runtime's quantizer drops a Relu that follows a Conv (the uint8 range clamps at zero) and
 gives the Conv the Relu's output name, so the Q/DQ'd output compares with the float Relu's output.
@@ -28,15 +28,16 @@ from export.onnx_export import INPUT_NAME
 
 __all__ = ["correct_bias"]
 
+_INT32 = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
 _RENAMED_OUTPUT = "_QuantizeLinear_Input"  # ONNX Runtime's suffix for a graph output's producer tensor
 
 
 @dataclass(frozen=True)
 class _Layer:
-    """A Conv or Gemm with a quantized int32 bias, and where its output is read in each model."""
+    """A Conv or Gemm with a bias initializer, and where its output is read in each model."""
 
-    bias: str  # the int32 bias initializer
-    scale: str  # its dequantization scale (input scale x weight scale, per output channel)
+    bias: str  # the bias initializer: int32 (ONNX Runtime's default) or float (the TensorRT flavour keeps biases float)
+    scale: str | None  # an int32 bias's dequantization scale (input scale x weight scale, per output channel)
     quantized_output: str  # the output as its consumers see it in the QDQ model (after Q/DQ)
     float_output: str  # the same tensor in the float model
 
@@ -48,13 +49,17 @@ def _layers(quantized: onnx.ModelProto, float_names: set[str]) -> list[_Layer]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    int32 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT32}
+    kinds = {i.name: i.data_type for i in graph.initializer}
     layers = []
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
             continue
         bias_dq = producer.get(node.input[2])
-        if bias_dq is None or bias_dq.op_type != "DequantizeLinear" or bias_dq.input[0] not in int32:
+        if kinds.get(node.input[2]) == onnx.TensorProto.FLOAT:
+            bias, scale = node.input[2], None
+        elif bias_dq is not None and bias_dq.op_type == "DequantizeLinear" and kinds.get(bias_dq.input[0]) == onnx.TensorProto.INT32:
+            bias, scale = bias_dq.input[0], bias_dq.input[1]
+        else:
             continue
         out = node.output[0]
         seen = out
@@ -64,7 +69,7 @@ def _layers(quantized: onnx.ModelProto, float_names: set[str]) -> list[_Layer]:
             seen = dequant[0].output[0] if dequant else out
         reference = out if out in float_names else out.removesuffix(_RENAMED_OUTPUT)
         if reference in float_names:
-            layers.append(_Layer(bias_dq.input[0], bias_dq.input[1], seen, reference))
+            layers.append(_Layer(bias, scale, seen, reference))
     return layers
 
 
@@ -97,6 +102,11 @@ class _Probe:
         return [total / count for total, count in zip(sums, counts)]
 
 
+def _stored(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A bias held as float64 during correction, back in its own type (int32 rounded and saturated)."""
+    return (np.clip(np.round(values), *_INT32) if dtype == np.int32 else values).astype(dtype)
+
+
 PIXEL_BUDGET = 2**20  # images x height x width per measuring pass: all 256 images at 32 px, 32 at 224 px
 
 
@@ -120,14 +130,16 @@ def correct_bias(
     targets = _Probe(float_model, [layer.float_output for layer in layers]).channel_means(
         [layer.float_output for layer in layers], images, batch_size)
     initializers = {i.name: i for i in quantized.graph.initializer}
-    biases = {layer.bias: numpy_helper.to_array(initializers[layer.bias]).astype(np.int64) for layer in layers}
+    biases = {layer.bias: numpy_helper.to_array(initializers[layer.bias]).astype(np.float64) for layer in layers}
+    dtypes = {name: numpy_helper.to_array(initializers[name]).dtype for name in biases}
     probe = _Probe(quantized, [layer.quantized_output for layer in layers], list(biases))
-    int32 = np.iinfo(np.int32)
     for layer, target in zip(tqdm(layers, desc="INT8 bias correction", unit="layer", disable=not progress, leave=False), targets):
-        feeds = {name: np.clip(values, int32.min, int32.max).astype(np.int32) for name, values in biases.items()}
-        (current,) = probe.channel_means([layer.quantized_output], images, batch_size, feeds)
-        scale = numpy_helper.to_array(initializers[layer.scale]).astype(np.float64)
-        biases[layer.bias] = biases[layer.bias] + np.round(np.divide(target - current, scale, out=np.zeros_like(target), where=scale > 0)).astype(np.int64)
+        (current,) = probe.channel_means([layer.quantized_output], images, batch_size, {n: _stored(v, dtypes[n]) for n, v in biases.items()})
+        shift = target - current
+        if layer.scale is not None:  # int32 bias: in units of its scale
+            scale = numpy_helper.to_array(initializers[layer.scale]).astype(np.float64)
+            shift = np.round(np.divide(shift, scale, out=np.zeros_like(shift), where=scale > 0))
+        biases[layer.bias] = biases[layer.bias] + shift
     for name, values in biases.items():
-        initializers[name].CopyFrom(numpy_helper.from_array(np.clip(values, int32.min, int32.max).astype(np.int32), name))
+        initializers[name].CopyFrom(numpy_helper.from_array(_stored(values, dtypes[name]), name))
     return len(layers)

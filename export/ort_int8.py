@@ -8,7 +8,7 @@ Settings, measured on an AVX-512 VNNI CPU with ONNX Runtime 1.32 (see benchmarks
 - `quant_pre_process` first (shape inference and graph fusion), as ONNX Runtime's guide asks.
 - activation ranges from the 99.9th percentile of a histogram, not min/max (outliers; see quantize_int8);
 - then empirical bias correction (export/bias_correction.py).
-TensorRT's explicit quantization wants symmetric signed Q/DQ instead: `for_tensorrt=True`.
+TensorRT's explicit quantization wants symmetric signed Q/DQ and float biases instead: `for_tensorrt=True`.
 """
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ class ImageCalibrationReader(CalibrationDataReader):
         self.start = 0
 
 
+# TensorRT: symmetric signed ranges, and float biases (its DequantizeLinear takes INT8/FP8, not the INT32
+# that ONNX Runtime writes for a quantized bias: onnx-tensorrt's operators.md).
+_TENSORRT_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 CALIB_PERCENTILE = 99.9  # activation range: this percentile of the values seen in calibration ((100 - p) / 2 % cut off each side)
 
 
@@ -92,7 +95,7 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": float(percentile), **({"ActivationSymmetric": True, "WeightSymmetric": True} if for_tensorrt else {})},
+                extra_options={"CalibPercentile": float(percentile), **(_TENSORRT_OPTIONS if for_tensorrt else {})},
             )
         model = onnx.load(str(quantized))
         if bias_correction:

@@ -229,6 +229,23 @@ def test_int8_bias_correction_moves_only_biases_toward_the_float_outputs(tmp_pat
     assert error(tmp_path / "corrected.onnx") < error(tmp_path / "plain.onnx")
 
 
+def test_int8_for_tensorrt_is_symmetric_int8_with_float_biases(tmp_path, onnx_file, splits):
+    """TensorRT's DequantizeLinear takes INT8 with zero point 0, not INT32: biases stay float, and bias correction moves them."""
+    calib = _calibration(splits)
+    plain = onnx.load(str(quantize_int8(onnx_file, tmp_path / "plain.onnx", calib, for_tensorrt=True, bias_correction=False)))
+    corrected = onnx.load(str(quantize_int8(onnx_file, tmp_path / "trt.onnx", calib, for_tensorrt=True)))
+    init = {i.name: i for i in corrected.graph.initializer}
+    dequantized = [n for n in corrected.graph.node if n.op_type == "DequantizeLinear"]
+    assert dequantized
+    for node in dequantized:
+        assert node.input[0] not in init or init[node.input[0]].data_type == onnx.TensorProto.INT8
+        assert len(node.input) < 3 or not onnx.numpy_helper.to_array(init[node.input[2]]).any()
+    before = {i.name: onnx.numpy_helper.to_array(i) for i in plain.graph.initializer}
+    biases = [init[n.input[2]] for n in corrected.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 2]
+    assert biases and all(b.data_type == onnx.TensorProto.FLOAT for b in biases)
+    assert any(not np.array_equal(onnx.numpy_helper.to_array(b), before[b.name]) for b in biases)
+
+
 def test_int8_takes_an_image_count_no_batch_size_divides(tmp_path, onnx_file, splits):
     """A small dataset gives, e.g., 37 calibration images: the last batch must not break the calibrator."""
     int8_path = quantize_int8(onnx_file, tmp_path / "q.onnx", _images(splits, splits.train, 37), batch_size=32)
