@@ -28,23 +28,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_export import _images  # noqa: E402  (n given: a shuffled subset; the splits are class-sorted)
 from export import export_onnx, ort_session, quantize_int8  # noqa: E402
 from export.onnx_export import ort_logits  # noqa: E402
 from ofa.bn import recalibrate_bn  # noqa: E402
-from ofa.data import BatchLoader, load_dataset  # noqa: E402
-from ofa.evaluate import shuffled_subset  # noqa: E402
+from ofa.data import load_dataset  # noqa: E402
 from ofa.io import atomic_write_json  # noqa: E402
 from ofa.space import Arch, SearchSpace  # noqa: E402
 from ofa.supernet import Supernet  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "bench_int8_accuracy.json"
-
-
-def _images(dataset, resolution: int, info: dict, shuffle: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = shuffled_subset(dataset, None) if shuffle else dataset  # splits are stored class by class
-    loader = BatchLoader(rows, 256, train=False, resolutions=[resolution], mean=info["mean"], std=info["std"], hflip=False)
-    xs, ys = zip(*[(x, y) for x, y, _ in loader])
-    return torch.cat(xs), torch.cat(ys)
 
 
 def mid_arch(space: SearchSpace) -> Arch:
@@ -85,9 +78,9 @@ def main() -> int:
             net = Supernet.load(supernet_dir)
             for name, arch in archs_of(net.space, args.random).items():
                 model = net.extract(arch).eval()
-                val, _ = _images(splits.val, arch.resolution, splits.info, shuffle=True)
+                val, _ = _images(splits.val, arch.resolution, splits.info, len(splits.val))
                 recalibrate_bn(model, [(val,)], n_images=len(val))
-                x, y = _images(splits.test, arch.resolution, splits.info, shuffle=False)
+                x, y = _images(splits.test, arch.resolution, splits.info)
                 fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", arch.resolution)
                 row = {"supernet": str(supernet_dir), "subnet": name, "arch": arch.key(), "fp32": top1(fp32, x, y, args.threads),
                        "int8": {}, "seconds": {}}
