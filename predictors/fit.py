@@ -63,6 +63,7 @@ def fit_predictor(
     encoding = Encoding.for_space(space)
     X = encoding.features(space.encode([s.arch for s in samples.samples]))
     y = np.array([s.top1 for s in samples.samples], dtype=np.float64)
+    _warn_if_ties(y)
     macs = np.array([s.macs for s in samples.samples], dtype=np.float64)
     scores = []
     bar = tqdm(total=len(candidates), desc="select", unit="model", disable=not progress, dynamic_ncols=True)
@@ -90,6 +91,17 @@ def fit_predictor(
     }
     predictor = AccuracyPredictor(space, model, metadata)
     return FitResult(predictor, tuple(scores), test, baseline, y[test_idx], predicted, len(fit_idx), time.perf_counter() - start)
+
+
+def _warn_if_ties(y: np.ndarray) -> None:
+    """Few distinct accuracies mean a validation split too small to rank subnets: say so, it is not an error."""
+    distinct = len(np.unique(y))
+    if distinct == 1:
+        log.warning("all %d samples measured the same top-1 (%.2f%%): nothing to rank, so the search will choose by its "
+                    "other objectives; a larger validation split tells subnets apart", len(y), 100 * y[0])
+    elif distinct < max(3, len(y) // 4):
+        log.warning("only %d distinct accuracies among %d samples: the validation split is too small to rank subnets "
+                    "finely, so expect a weak predictor (more validation images help)", distinct, len(y))
 
 
 def _rescale(macs: np.ndarray, y_fit: np.ndarray, macs_fit: np.ndarray) -> np.ndarray:

@@ -56,10 +56,13 @@ class FoldScores:
 
 
 def held_out_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> Metrics:
+    """RMSE and rank correlations; a constant side carries no ranking, so its correlations count as 0."""
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    rmse = float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+    if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
+        return Metrics(len(y_true), rmse, 0.0, 0.0)
     tau = kendalltau(y_true, y_pred).statistic
     rho = spearmanr(y_true, y_pred).statistic
-    rmse = float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
     return Metrics(len(y_true), rmse, float(np.nan_to_num(tau)), float(np.nan_to_num(rho)))
 
 

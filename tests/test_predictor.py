@@ -233,6 +233,29 @@ def test_fit_refuses_fewer_samples_than_folds(tmp_path):
         fit_predictor(read_samples(path), folds=2, candidates=["svm"], progress=False)
 
 
+def _coarse_file(path: Path, levels: int, n: int = 24) -> None:
+    """Samples whose top-1 takes only `levels` values, as on a validation split of a few images."""
+    archs = stratified_archs(TINY, n, 0)
+    params, macs = TINY.count_many(archs)
+    create_file(path, SamplesHeader(TINY, "a" * 16, "synthetic", 9, "val", "val", 9))
+    for i, (arch, p, m) in enumerate(zip(archs, params, macs)):
+        top1 = (6 + i % levels) / 9
+        append_line(path, Sample(arch, top1, 1.0, int(p), int(m), 0.01, "a" * 16).to_dict())
+
+
+@pytest.mark.parametrize("levels, message", [(1, "all 24 samples measured the same top-1"), (3, "only 3 distinct accuracies")])
+def test_fit_on_tied_accuracies_warns_and_reports_no_ranking_without_scipy_warnings(levels, message, tmp_path, caplog, recwarn):
+    path = tmp_path / "s.jsonl"
+    _coarse_file(path, levels)
+    with caplog.at_level("WARNING"):
+        result = fit_predictor(read_samples(path), folds=2, candidates=["ridge"], progress=False)
+    assert message in caplog.text
+    assert not [w for w in recwarn if "constant" in str(w.message).lower()]  # no raw scipy ConstantInputWarning
+    if levels == 1:  # nothing to rank: correlations are 0, not NaN
+        assert result.test.kendall_tau == 0.0 and result.test.spearman == 0.0
+    assert np.isfinite(result.test.kendall_tau) and np.isfinite(result.test.rmse)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def test_cli_collect_and_fit(tiny_net, tmp_path, capsys):
     tiny_net.save(tmp_path / "supernet", metadata={"data": {"source": "digits"}})
