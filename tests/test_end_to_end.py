@@ -118,3 +118,23 @@ def test_summary_and_resume(demo):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (work / "supernet" / "weights.pt").read_bytes() == weights  # resumed, not retrained
     assert "Pareto front:" in again.stdout
+
+
+def test_demo_on_a_custom_image_folder_of_three_classes(tmp_path):
+    """A user's own data: every artifact follows the supernet's 3-class head, not the preset's 10 classes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog", "bird nest"]):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(60):
+            pixels = np.clip(rng.normal(70 + 60 * c, 40, (14, 14, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    work = tmp_path / "work"
+    result = _ofa("demo", "--work", str(work), "--data", str(tmp_path / "data"), "--profile", "quick", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "chosen arch:" in result.stdout
+    table = json.loads((work / "latency" / "this-cpu.json").read_text())
+    assert table["space"]["n_classes"] == 3 and table["validation"]
+    report = json.loads((work / "export" / "demo" / "export_report.json").read_text())
+    assert {r["format"] for r in report["results"]} >= {"torch", "onnx", "ort-int8"}

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     table = work / "latency" / f"{DEVICE}.json"
     table_info = json.loads(table.read_text()) if table.is_file() else {}
     if not table_info.get("complete", table.is_file()):
-        _step("latency build", ["latency", "build", "--space", args.space, "--runtime", "ort-cpu", "--device", DEVICE, "--work", str(work), "--threads", "1", "--clock", "cpu"], quiet)
+        _step("latency build", ["latency", "build", "--space", str(work / "supernet"), "--runtime", "ort-cpu", "--device", DEVICE, "--work", str(work), "--threads", "1", "--clock", "cpu"], quiet)
         table_info = json.loads(table.read_text())
     if not table_info.get("calibration"):
         _step("latency calibrate", ["latency", "calibrate", "--device", DEVICE, "--work", str(work), "--n", "10"], quiet)
