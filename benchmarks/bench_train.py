@@ -167,11 +167,12 @@ def _inherited(supernet_dir: Path, archs: list[Arch], splits) -> list[float]:
     return [evaluate_arch(net, a, splits.val, splits.test).top1 for a in archs]
 
 
-def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int, schedule: str = "cosine", desc: str = "train") -> None:
+def _train_loop(net: torch.nn.Module, loader, total: int, lr: float, warmup: int, weight_decay: float, schedule: str = "cosine",
+                desc: str = "train") -> None:
     """SGD Nesterov with label smoothing, `total` steps of cosine-with-warm-up or one-cycle LR."""
     from tqdm import tqdm
 
-    opt = make_optimizer(net, lr, 0.9, 5e-5)
+    opt = make_optimizer(net, lr, 0.9, weight_decay)
     bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
     onecycle = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total) if schedule == "onecycle" else None
     step = 0
@@ -202,7 +203,7 @@ def _test_top1(net: torch.nn.Module, splits, resolution: int) -> float:
     return evaluate(net.eval(), BatchLoader(splits.test, 200, train=False, resolutions=[resolution], mean=info["mean"], std=info["std"])).top1
 
 
-def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, lr: float, seed: int) -> float:
+def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, lr: float, weight_decay: float, seed: int) -> float:
     """The static subnet trained alone: SGD Nesterov, cosine with warm-up, label smoothing, crop+flip."""
     from ofa.data import BatchLoader
     from ofa.layers import build_static
@@ -211,11 +212,11 @@ def _scratch(space: SearchSpace, arch: Arch, splits, epochs: float, batch: int, 
     net = build_static(space.with_classes(splits.num_classes), arch).to(memory_format=torch.channels_last)
     info = splits.info
     loader = BatchLoader(splits.train, batch, train=True, resolutions=[arch.resolution], seed=seed, mean=info["mean"], std=info["std"], hflip=info["hflip"])
-    _train_loop(net, loader, int(math.ceil(epochs * len(loader))), lr, len(loader) // 3, desc=f"scratch {arch}")
+    _train_loop(net, loader, int(math.ceil(epochs * len(loader))), lr, len(loader) // 3, weight_decay, desc=f"scratch {arch}")
     return _test_top1(net, splits, arch.resolution)
 
 
-def _static_baseline(splits, minutes: float, batch: int, seed: int) -> dict:
+def _static_baseline(splits, minutes: float, batch: int, weight_decay: float, seed: int) -> dict:
     """torchvision MobileNetV3-small (stem stride 1) trained alone for `minutes` of wall time.
 
     The issue's time-matched reference point: one static network, one-cycle LR, crop + flip, label
@@ -244,7 +245,7 @@ def _static_baseline(splits, minutes: float, batch: int, seed: int) -> dict:
     step_s = (time.perf_counter() - t) / 16
     total = int(minutes * 60 / step_s)
     t = time.perf_counter()
-    _train_loop(net, loader, total, 0.2, 0, schedule="onecycle", desc="static MobileNetV3-small")
+    _train_loop(net, loader, total, 0.2, 0, weight_decay, schedule="onecycle", desc="static MobileNetV3-small")
     return {
         "model": "torchvision mobilenet_v3_small, stem stride 1, 32 px", "params": sum(p.numel() for p in net.parameters()),
         "epochs": total / len(loader), "minutes": (time.perf_counter() - t) / 60, "top1": _test_top1(net, splits, 32),
@@ -294,8 +295,10 @@ def cifar(args: argparse.Namespace) -> dict:
     archs = list(named.values()) + space.sample_many(args.seed, max(0, args.n_archs - 3))
     inherited = {s: _inherited(work / s / "supernet", archs if s == args.samplers[0] else archs[:3], splits) for s in args.samplers}
     epochs = schedule.total_epochs
-    scratch = [_cached(work / f"scratch-{i}.json", {"arch": str(a), "epochs": epochs, "seed": args.seed},
-                       lambda a=a: _scratch(space, a, splits, epochs, 128, 0.15, args.seed))
+    # The baselines train with the schedule's weight decay (recorded results before 2026-12-08 used 5e-5).
+    decay = schedule.weight_decay
+    scratch = [_cached(work / f"scratch-{i}.json", {"arch": str(a), "epochs": epochs, "seed": args.seed, "weight_decay": decay},
+                       lambda a=a: _scratch(space, a, splits, epochs, 128, 0.15, decay, args.seed))
                for i, a in enumerate(archs[: args.scratch])]
     rows = {
         name: {**{s: inherited[s][i] for s in args.samplers}, "scratch": scratch[i] if i < len(scratch) else None}
@@ -304,8 +307,8 @@ def cifar(args: argparse.Namespace) -> dict:
     tau = float(kendalltau(inherited[args.samplers[0]][: len(scratch)], scratch).statistic) if len(scratch) >= 3 else None
     minutes = {s: _report_minutes(work / s) for s in args.samplers}
     static_minutes = minutes[args.samplers[0]] if args.static_minutes == "match" else args.static_minutes
-    static = _cached(work / "static.json", {"minutes": round(static_minutes, 2), "seed": args.seed},
-                     lambda: _static_baseline(splits, static_minutes, 128, args.seed)) if static_minutes > 0 else None
+    static = _cached(work / "static.json", {"minutes": round(static_minutes, 2), "seed": args.seed, "weight_decay": decay},
+                     lambda: _static_baseline(splits, static_minutes, 128, decay, args.seed)) if static_minutes > 0 else None
     print(f"{'subnet':<8}" + "".join(f"{s:>13}" for s in args.samplers) + f"{'scratch':>10}")
     for name, r in rows.items():
         cells = "".join(f"{r[s]:>13.4f}" for s in args.samplers)
